@@ -40,18 +40,30 @@ impl fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EnvelopeError::TruncatedHeader { len } => {
-                write!(f, "envelope truncated: {len} bytes, header needs {ENVELOPE_HEADER_LEN}")
+                write!(
+                    f,
+                    "envelope truncated: {len} bytes, header needs {ENVELOPE_HEADER_LEN}"
+                )
             }
-            EnvelopeError::TruncatedPayload { declared, available } => write!(
+            EnvelopeError::TruncatedPayload {
+                declared,
+                available,
+            } => write!(
                 f,
                 "envelope truncated: header declares {declared} payload bytes, {available} present"
             ),
-            EnvelopeError::TrailingBytes { declared, available } => write!(
+            EnvelopeError::TrailingBytes {
+                declared,
+                available,
+            } => write!(
                 f,
                 "envelope oversized: header declares {declared} payload bytes, {available} present"
             ),
             EnvelopeError::PayloadTooLarge { len } => {
-                write!(f, "payload of {len} bytes does not fit the u32 length field")
+                write!(
+                    f,
+                    "payload of {len} bytes does not fit the u32 length field"
+                )
             }
         }
     }
@@ -66,8 +78,10 @@ impl<'a> StepEnvelope<'a> {
     /// Writes the 20-byte header for this envelope. The payload is written
     /// separately so the host can copy it straight into guest memory.
     pub fn header(&self) -> Result<[u8; ENVELOPE_HEADER_LEN], EnvelopeError> {
-        let len = u32::try_from(self.payload.len())
-            .map_err(|_| EnvelopeError::PayloadTooLarge { len: self.payload.len() })?;
+        let len =
+            u32::try_from(self.payload.len()).map_err(|_| EnvelopeError::PayloadTooLarge {
+                len: self.payload.len(),
+            })?;
         let mut h = [0u8; ENVELOPE_HEADER_LEN];
         h[0..8].copy_from_slice(&self.call_number.to_le_bytes());
         h[8..16].copy_from_slice(&self.wall_time_ns.to_le_bytes());
@@ -97,10 +111,14 @@ impl<'a> StepEnvelope<'a> {
         let declared = u32::from_le_bytes([head[16], head[17], head[18], head[19]]);
         let available = payload.len();
         match (declared as usize).cmp(&available) {
-            core::cmp::Ordering::Greater => {
-                Err(EnvelopeError::TruncatedPayload { declared, available })
-            }
-            core::cmp::Ordering::Less => Err(EnvelopeError::TrailingBytes { declared, available }),
+            core::cmp::Ordering::Greater => Err(EnvelopeError::TruncatedPayload {
+                declared,
+                available,
+            }),
+            core::cmp::Ordering::Less => Err(EnvelopeError::TrailingBytes {
+                declared,
+                available,
+            }),
             core::cmp::Ordering::Equal => Ok(StepEnvelope {
                 call_number: word(0),
                 wall_time_ns: word(8),
@@ -121,7 +139,11 @@ mod tests {
 
     #[test]
     fn round_trips_little_endian() {
-        let env = StepEnvelope { call_number: 7, wall_time_ns: 0x0102_0304_0506_0708, payload: b"abc" };
+        let env = StepEnvelope {
+            call_number: 7,
+            wall_time_ns: 0x0102_0304_0506_0708,
+            payload: b"abc",
+        };
         let mut buf = alloc::vec::Vec::new();
         env.encode_into(&mut buf).unwrap();
         assert_eq!(&buf[0..8], &7u64.to_le_bytes());
@@ -132,28 +154,45 @@ mod tests {
 
     #[test]
     fn truncated_and_oversized_inputs_are_errors() {
-        let env = StepEnvelope { call_number: 1, wall_time_ns: 2, payload: b"hello" };
+        let env = StepEnvelope {
+            call_number: 1,
+            wall_time_ns: 2,
+            payload: b"hello",
+        };
         let mut buf = alloc::vec::Vec::new();
         env.encode_into(&mut buf).unwrap();
         for cut in 0..buf.len() {
-            assert!(StepEnvelope::decode(&buf[..cut]).is_err(), "prefix of {cut} bytes decoded");
+            assert!(
+                StepEnvelope::decode(&buf[..cut]).is_err(),
+                "prefix of {cut} bytes decoded"
+            );
         }
         buf.push(0);
         assert_eq!(
             StepEnvelope::decode(&buf),
-            Err(EnvelopeError::TrailingBytes { declared: 5, available: 6 })
+            Err(EnvelopeError::TrailingBytes {
+                declared: 5,
+                available: 6
+            })
         );
         let mut huge = [0u8; ENVELOPE_HEADER_LEN];
         huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             StepEnvelope::decode(&huge),
-            Err(EnvelopeError::TruncatedPayload { declared: u32::MAX, available: 0 })
+            Err(EnvelopeError::TruncatedPayload {
+                declared: u32::MAX,
+                available: 0
+            })
         ));
     }
 
     #[test]
     fn empty_payload_is_a_tick() {
-        let env = StepEnvelope { call_number: 1, wall_time_ns: 0, payload: &[] };
+        let env = StepEnvelope {
+            call_number: 1,
+            wall_time_ns: 0,
+            payload: &[],
+        };
         let mut buf = alloc::vec::Vec::new();
         env.encode_into(&mut buf).unwrap();
         assert!(StepEnvelope::decode(&buf).unwrap().is_tick());

@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn payload_is_an_inline_map() {
-        let ev = StepEvent { kind: "ping".to_string(), payload: Ping { n: 3 } };
+        let ev = StepEvent {
+            kind: "ping".to_string(),
+            payload: Ping { n: 3 },
+        };
         let bytes = ev.encode().unwrap();
         // {"kind": "ping", "payload": {"n": 3}}: a 2-entry fixmap whose payload value is a fixmap.
         assert_eq!(bytes[0], 0x82);

@@ -11,7 +11,6 @@
 //!
 //! The ABI is Pulp v0.1 compatible: a plugin built for the Go host runs unchanged.
 
-
 extern crate alloc;
 
 pub mod code;

@@ -1,0 +1,290 @@
+//! Each plugin instance runs as an actor: one thread owns its store, a bounded
+//! mailbox feeds it events, and ticks arrive on the manifest's interval.
+//!
+//! The thread blocks in `recv_timeout` until the next event or tick: an idle
+//! plugin costs no CPU.
+
+use crate::epoch::EpochClock;
+use crate::plugin::{Plugin, PluginFault, StepOutcome};
+use crate::prepared::PreparedPlugin;
+use pulp_ext::{EventRejected, EventSink};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long to run a plugin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Stop the plugin after this many steps.
+    pub max_steps: Option<u64>,
+}
+
+/// What an actor reports as it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEvent {
+    /// `pulp_init` succeeded; the plugin is running.
+    Started { plugin: String },
+    /// A step returned an output handle (and the bytes, when the guest resolves handles).
+    Output {
+        plugin: String,
+        outcome: StepOutcome,
+    },
+    /// A step returned a negative code: the guest reported an error for that event.
+    StepError {
+        plugin: String,
+        call_number: u64,
+        code: i32,
+    },
+    /// The plugin failed and was stopped.
+    Failed { plugin: String, fault: PluginFault },
+    /// The plugin stopped (`pulp_shutdown` called).
+    Stopped { plugin: String },
+}
+
+/// Final state of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginStatus {
+    /// Shut down cleanly.
+    Stopped,
+    /// Failed; the fault says where and why.
+    Failed(PluginFault),
+}
+
+/// What a plugin did over its run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSummary {
+    /// Plugin name.
+    pub name: String,
+    /// How it ended.
+    pub status: PluginStatus,
+    /// Successful steps.
+    pub steps: u64,
+    /// Steps that returned an output handle.
+    pub outputs: u64,
+    /// Steps that returned a negative code.
+    pub step_errors: u64,
+    /// Values of the `probe_*` exports, read before shutdown.
+    pub probes: Vec<(String, i64)>,
+}
+
+enum Mail {
+    Event(Vec<u8>),
+    Stop,
+}
+
+/// A plugin's mailbox: capabilities push encoded events into it.
+#[derive(Clone)]
+pub struct Mailbox(SyncSender<Mail>);
+
+impl EventSink for Mailbox {
+    fn push(&self, event: Vec<u8>) -> Result<(), EventRejected> {
+        self.0.try_send(Mail::Event(event)).map_err(|e| match e {
+            TrySendError::Full(_) => EventRejected::Full,
+            TrySendError::Disconnected(_) => EventRejected::Closed,
+        })
+    }
+}
+
+/// A plugin running on its own thread.
+pub struct RunningPlugin {
+    name: String,
+    mailbox: Mailbox,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<PluginSummary>,
+}
+
+impl RunningPlugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where to send it events.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// Asks the plugin to stop after its current step.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        // When the mailbox is full the actor is busy and sees the flag after this step.
+        let _ = self.mailbox.0.try_send(Mail::Stop);
+    }
+
+    /// True once the actor thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the plugin's thread and returns its summary.
+    pub fn join(self) -> PluginSummary {
+        let name = self.name;
+        self.thread.join().unwrap_or_else(|_| PluginSummary {
+            name: name.clone(),
+            status: PluginStatus::Failed(PluginFault {
+                plugin: name,
+                export: "actor",
+                call_number: 0,
+                kind: crate::plugin::FaultKind::Trap("actor thread panicked".into()),
+            }),
+            steps: 0,
+            outputs: 0,
+            step_errors: 0,
+            probes: Vec::new(),
+        })
+    }
+}
+
+/// Starts the actor thread of `prepared`.
+pub fn spawn(
+    prepared: Arc<PreparedPlugin>,
+    clock: EpochClock,
+    options: RunOptions,
+    events: UnboundedSender<RunEvent>,
+) -> std::io::Result<RunningPlugin> {
+    let name = prepared.manifest.name.clone();
+    let (tx, rx) = sync_channel(prepared.manifest.limits.mailbox);
+    let mailbox = Mailbox(tx);
+    let stop = Arc::new(AtomicBool::new(false));
+    let actor = Actor {
+        prepared,
+        clock,
+        options,
+        events,
+        mailbox: mailbox.clone(),
+        rx,
+        stop: stop.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("pulp-{name}"))
+        .stack_size(4 << 20)
+        .spawn(move || actor.run())?;
+    Ok(RunningPlugin {
+        name,
+        mailbox,
+        stop,
+        thread,
+    })
+}
+
+struct Actor {
+    prepared: Arc<PreparedPlugin>,
+    clock: EpochClock,
+    options: RunOptions,
+    events: UnboundedSender<RunEvent>,
+    mailbox: Mailbox,
+    rx: Receiver<Mail>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Actor {
+    fn run(self) -> PluginSummary {
+        let name = self.prepared.manifest.name.clone();
+        let mut summary = PluginSummary {
+            name: name.clone(),
+            status: PluginStatus::Stopped,
+            steps: 0,
+            outputs: 0,
+            step_errors: 0,
+            probes: Vec::new(),
+        };
+        let started = Plugin::instantiate(
+            self.prepared.clone(),
+            self.clock.clone(),
+            Arc::new(self.mailbox.clone()),
+        )
+        .and_then(|mut plugin| plugin.init(&self.prepared.manifest.config).map(|_| plugin));
+        let mut plugin = match started {
+            Ok(plugin) => plugin,
+            Err(fault) => return self.failed(summary, fault),
+        };
+        let _ = self.events.send(RunEvent::Started {
+            plugin: name.clone(),
+        });
+        match self.step_loop(&mut plugin, &mut summary) {
+            Ok(()) => {
+                summary.probes = plugin.probes();
+                match plugin.shutdown() {
+                    Ok(()) => {
+                        let _ = self.events.send(RunEvent::Stopped { plugin: name });
+                        summary
+                    }
+                    Err(fault) => self.failed(summary, fault),
+                }
+            }
+            Err(fault) => {
+                plugin.release();
+                summary.probes = plugin.probes();
+                self.failed(summary, fault)
+            }
+        }
+    }
+
+    fn step_loop(
+        &self,
+        plugin: &mut Plugin,
+        summary: &mut PluginSummary,
+    ) -> Result<(), PluginFault> {
+        let tick = self.prepared.manifest.tick;
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            if self.stop.load(Ordering::Acquire)
+                || self
+                    .options
+                    .max_steps
+                    .is_some_and(|max| summary.steps >= max)
+            {
+                return Ok(());
+            }
+            let now = Instant::now();
+            let mail = if now >= next_tick {
+                None
+            } else {
+                match self.rx.recv_timeout(next_tick - now) {
+                    Ok(mail) => Some(mail),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            };
+            let outcome = match mail {
+                Some(Mail::Stop) => return Ok(()),
+                Some(Mail::Event(event)) => plugin.step(&event)?,
+                None => {
+                    // Skip ticks missed while a step ran long rather than bursting to catch up.
+                    next_tick = (next_tick + tick).max(Instant::now());
+                    plugin.step(&[])?
+                }
+            };
+            summary.steps += 1;
+            self.report(summary, outcome);
+        }
+    }
+
+    fn report(&self, summary: &mut PluginSummary, outcome: StepOutcome) {
+        let plugin = summary.name.clone();
+        if outcome.handle > 0 {
+            summary.outputs += 1;
+            let _ = self.events.send(RunEvent::Output { plugin, outcome });
+        } else if outcome.handle < 0 {
+            summary.step_errors += 1;
+            let _ = self.events.send(RunEvent::StepError {
+                plugin,
+                call_number: outcome.call_number,
+                code: outcome.handle,
+            });
+        }
+    }
+
+    fn failed(&self, mut summary: PluginSummary, fault: PluginFault) -> PluginSummary {
+        tracing::error!(plugin = %summary.name, "{fault}");
+        let _ = self.events.send(RunEvent::Failed {
+            plugin: summary.name.clone(),
+            fault: fault.clone(),
+        });
+        summary.status = PluginStatus::Failed(fault);
+        summary
+    }
+}

@@ -1,0 +1,56 @@
+//! Command-line interface: argument parsing and one module per subcommand.
+
+mod caps;
+mod check;
+mod run;
+pub mod telemetry;
+
+use clap::{Parser, Subcommand};
+use pulp_host::{Host, HostBuilder};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run WebAssembly plugins with only the capabilities their manifests declare.
+#[derive(Parser, Debug)]
+#[command(name = "pulp", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    pub log: telemetry::LogArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run plugins until a signal (SIGINT/SIGTERM), N steps each, or a duration.
+    Run(run::RunArgs),
+    /// Check manifests and wasm against the registry without running anything.
+    Check {
+        /// Manifests to check.
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+        /// Data directory the plugins would use.
+        #[arg(long, default_value = pulp_host::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// List the capabilities of this host and their imports.
+    Caps,
+}
+
+/// The host the `pulp` binary runs: built-ins only, assembled like any embedder's.
+fn host(data_dir: PathBuf) -> anyhow::Result<Host> {
+    let builder: HostBuilder = Host::builder().data_dir(data_dir);
+    Ok(builder.build()?)
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check {
+            manifests,
+            data_dir,
+        } => check::check(&host(data_dir)?, &manifests),
+        Command::Caps => caps::caps(&host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR))?),
+    }
+}

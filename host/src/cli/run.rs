@@ -1,0 +1,146 @@
+//! `pulp run`: load plugins, drive them, print outputs and a summary.
+
+use clap::Args;
+use pulp_host::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Stop each plugin after N steps.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Stop everything after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Where plugins keep their files: DIR/<plugin name>/.
+    #[arg(long, default_value = pulp_host::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Address of the HTTP listener, for plugins that declare `transport.http.inbound`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_addr: String,
+    /// Plugin manifests.
+    #[arg(required = true)]
+    manifests: Vec<PathBuf>,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let host = super::host(args.data_dir.clone())?;
+    let mut prepared = Vec::new();
+    let mut names = HashSet::new();
+    for path in &args.manifests {
+        let plugin = host.prepare(path)?;
+        anyhow::ensure!(
+            names.insert(plugin.manifest.name.clone()),
+            "{}: plugin name `{}` is already used by another manifest",
+            path.display(),
+            plugin.manifest.name
+        );
+        prepared.push(plugin);
+    }
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let options = RunOptions {
+        max_steps: args.steps,
+    };
+    let mut running: Vec<RunningPlugin> = Vec::new();
+    for plugin in prepared {
+        running.push(host.spawn(plugin, options, tx.clone())?);
+    }
+    drop(tx);
+
+    let deadline = async {
+        match args.duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => print_event(&event),
+                None => break, // every actor has ended
+            },
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping plugins"); break }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping plugins"); break }
+            _ = &mut deadline => { tracing::info!("duration reached: stopping plugins"); break }
+        }
+    }
+    for plugin in &running {
+        plugin.stop();
+    }
+    let summaries = tokio::task::spawn_blocking(move || {
+        running
+            .into_iter()
+            .map(RunningPlugin::join)
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    while let Ok(event) = rx.try_recv() {
+        print_event(&event);
+    }
+    print_summary(&summaries);
+    let init_failed = summaries
+        .iter()
+        .any(|s| matches!(&s.status, PluginStatus::Failed(f) if f.call_number == 0));
+    Ok(if init_failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_event(event: &RunEvent) {
+    if let RunEvent::Output { plugin, outcome } = event {
+        match &outcome.output {
+            Some(bytes) => println!(
+                "{plugin} step {} output {}: {}",
+                outcome.call_number,
+                outcome.handle,
+                render(bytes)
+            ),
+            None => println!(
+                "{plugin} step {} output {}",
+                outcome.call_number, outcome.handle
+            ),
+        }
+    }
+}
+
+/// Output bytes as text when they are UTF-8 without control characters, else as hex.
+fn render(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\t') => s.to_string(),
+        _ => format!("0x{}", pulp_host::manifest::hex(bytes)),
+    }
+}
+
+fn print_summary(summaries: &[PluginSummary]) {
+    println!("summary:");
+    for s in summaries {
+        let state = match &s.status {
+            PluginStatus::Stopped => "stopped".to_string(),
+            PluginStatus::Failed(f) => {
+                format!("failed ({} call {}: {})", f.export, f.call_number, f.kind)
+            }
+        };
+        let probes: String = s.probes.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        println!(
+            "  {}: {state}; steps={} outputs={} step_errors={}{probes}",
+            s.name, s.steps, s.outputs, s.step_errors
+        );
+    }
+}

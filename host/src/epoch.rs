@@ -1,0 +1,103 @@
+//! One timer thread for the whole host turns call budgets into epoch interrupts.
+//!
+//! The engine's epoch is advanced every [`EPOCH_TICK`] only while at least one
+//! guest call is running; when no plugin is inside a call the thread is parked,
+//! so an idle host wakes no thread at all. Entering a call costs one atomic
+//! increment (plus an unpark when the timer was asleep).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+use wasmtime::Engine;
+
+/// Resolution of call budgets.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+struct Shared {
+    active: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// Owns the timer thread; dropping it stops the thread.
+pub struct EpochTimer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A handle plugins use to mark their calls.
+#[derive(Clone)]
+pub struct EpochClock {
+    shared: Arc<Shared>,
+    thread: thread::Thread,
+}
+
+/// Marks one guest call in progress; the timer runs while any exists.
+pub struct CallGuard<'a>(&'a Shared);
+
+impl EpochTimer {
+    /// Starts the timer thread for `engine`.
+    pub fn start(engine: &Engine) -> std::io::Result<(EpochTimer, EpochClock)> {
+        let shared = Arc::new(Shared {
+            active: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let engine = engine.clone();
+        let state = shared.clone();
+        let thread = thread::Builder::new()
+            .name("pulp-epoch".into())
+            .spawn(move || loop {
+                if state.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                if state.active.load(Ordering::Acquire) == 0 {
+                    thread::park();
+                    continue;
+                }
+                thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            })?;
+        let clock = EpochClock {
+            shared: shared.clone(),
+            thread: thread.thread().clone(),
+        };
+        Ok((
+            EpochTimer {
+                shared,
+                thread: Some(thread),
+            },
+            clock,
+        ))
+    }
+}
+
+impl Drop for EpochTimer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl EpochClock {
+    /// Marks a call as running until the guard drops.
+    pub fn enter(&self) -> CallGuard<'_> {
+        if self.shared.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        CallGuard(&self.shared)
+    }
+
+    /// Epoch ticks that cover `budget` (at least one full tick more than asked).
+    pub fn ticks_for(budget: Duration) -> u64 {
+        (budget.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}

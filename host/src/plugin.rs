@@ -1,0 +1,421 @@
+//! One running instance of a plugin: its store, its exports and the calls the
+//! host makes into it.
+//!
+//! Every call runs under the plugin's wall-clock budget (epoch interruption)
+//! and memory limit; any fault becomes a [`PluginFault`] naming the export,
+//! the call number and what went wrong. Nothing here panics on guest behaviour.
+
+use crate::epoch::EpochClock;
+use crate::limiter::{MemoryLimitExceeded, PluginLimiter};
+use crate::prepared::PreparedPlugin;
+use crate::wasi_log::GuestLog;
+use pulp_abi::{names, StepEnvelope};
+use pulp_ext::{guest::checked_range, EventSink, GuestExports, PluginState};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmtime::{Instance, Memory, Store, Trap, TypedFunc, Val};
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// What went wrong in a call into a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The guest trapped (unreachable, bad memory access, stack overflow, ...).
+    Trap(String),
+    /// The call ran past its wall-clock budget and was interrupted.
+    Timeout(Duration),
+    /// The guest grew linear memory past its limit.
+    MemoryLimit(String),
+    /// `pulp_init` / `pulp_shutdown` returned non-zero.
+    ErrorCode(i32),
+    /// The guest broke the ABI (bad allocation, output handle out of range, ...).
+    Abi(String),
+    /// Instantiation or capability set-up failed.
+    Setup(String),
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultKind::Trap(m) => write!(f, "trap: {m}"),
+            FaultKind::Timeout(b) => write!(f, "time budget of {} ms exceeded", b.as_millis()),
+            FaultKind::MemoryLimit(m) => f.write_str(m),
+            FaultKind::ErrorCode(c) => write!(f, "returned error code {c}"),
+            FaultKind::Abi(m) => write!(f, "ABI violation: {m}"),
+            FaultKind::Setup(m) => write!(f, "set-up failed: {m}"),
+        }
+    }
+}
+
+/// A failed call: which plugin, which export, which call, what happened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin `{plugin}`: {export} (call {call_number}): {kind}")]
+pub struct PluginFault {
+    /// Plugin name.
+    pub plugin: String,
+    /// The export that was being called (or `instantiate`).
+    pub export: &'static str,
+    /// Steps issued so far (0 during init).
+    pub call_number: u64,
+    /// What went wrong.
+    pub kind: FaultKind,
+}
+
+/// The result of one successful `pulp_step`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// The envelope's call number.
+    pub call_number: u64,
+    /// What `pulp_step` returned: 0 no output, > 0 output handle, < 0 step error.
+    pub handle: i32,
+    /// The output bytes, when the guest exports `pulp_output` and returned a handle.
+    pub output: Option<Vec<u8>>,
+}
+
+struct Exports {
+    memory: Memory,
+    alloc: TypedFunc<u32, u32>,
+    free: Option<TypedFunc<(u32, u32), ()>>,
+    init: TypedFunc<(u32, u32), i32>,
+    step: TypedFunc<(u32, u32), i32>,
+    shutdown: TypedFunc<(), i32>,
+    output: Option<TypedFunc<i32, i64>>,
+    probes: Vec<(String, wasmtime::Func)>,
+}
+
+/// A live plugin instance. Owned by one thread at a time.
+pub struct Plugin {
+    name: Arc<str>,
+    store: Store<PluginState>,
+    exports: Exports,
+    prepared: Arc<PreparedPlugin>,
+    clock: EpochClock,
+    budget_ticks: u64,
+    call_number: u64,
+    released: bool,
+}
+
+impl Plugin {
+    /// Instantiates `prepared`, sets up its capabilities and calls `_initialize`
+    /// when present. `pulp_init` is not called yet: see [`Plugin::init`].
+    pub fn instantiate(
+        prepared: Arc<PreparedPlugin>,
+        clock: EpochClock,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Plugin, PluginFault> {
+        let info = prepared.info.clone();
+        let name: Arc<str> = Arc::from(info.name.as_str());
+        let setup = |kind: FaultKind| PluginFault {
+            plugin: info.name.clone(),
+            export: "instantiate",
+            call_number: 0,
+            kind,
+        };
+        let wasi = WasiCtxBuilder::new()
+            .stdout(GuestLog::new(name.clone(), "stdout"))
+            .stderr(GuestLog::new(name.clone(), "stderr"))
+            .build_p1();
+        let limiter = Box::new(PluginLimiter::new(prepared.manifest.limits.memory_bytes));
+        let state = PluginState::new(info.clone(), events, limiter, wasi);
+        let mut store = Store::new(prepared.pre.module().engine(), state);
+        store.limiter(|s| s.limiter_mut());
+        store.epoch_deadline_trap();
+        let budget = prepared.manifest.limits.call_timeout;
+        let budget_ticks = EpochClock::ticks_for(budget);
+        store.set_epoch_deadline(budget_ticks);
+
+        let instance = {
+            let _running = clock.enter();
+            prepared.pre.instantiate(&mut store)
+        }
+        .map_err(|e| setup(classify(&e, budget)))?;
+        let exports =
+            Exports::look_up(&instance, &mut store).map_err(|m| setup(FaultKind::Abi(m)))?;
+        store.data_mut().set_guest(GuestExports {
+            memory: exports.memory,
+            alloc: exports.alloc.clone(),
+        });
+        for cap in &prepared.granted {
+            cap.capability
+                .instantiate(store.data_mut())
+                .map_err(|e| setup(FaultKind::Setup(e.to_string())))?;
+        }
+        let mut plugin = Plugin {
+            name,
+            store,
+            exports,
+            prepared,
+            clock,
+            budget_ticks,
+            call_number: 0,
+            released: false,
+        };
+        if let Some(initialize) = instance
+            .get_typed_func::<(), ()>(&mut plugin.store, names::INITIALIZE)
+            .ok()
+        {
+            plugin.call(names::INITIALIZE, &initialize, ())?;
+        }
+        Ok(plugin)
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Steps issued so far.
+    pub fn call_number(&self) -> u64 {
+        self.call_number
+    }
+
+    /// Calls `pulp_init` with the MessagePack config (`(0, 0)` when empty).
+    pub fn init(&mut self, config: &[u8]) -> Result<(), PluginFault> {
+        let (ptr, len) = if config.is_empty() {
+            (0, 0)
+        } else {
+            self.write_guest(names::INIT, &[config])?
+        };
+        let init = self.exports.init.clone();
+        let code = self.call(names::INIT, &init, (ptr, len));
+        self.free(ptr, len);
+        match code? {
+            0 => Ok(()),
+            code => Err(self.fault(names::INIT, FaultKind::ErrorCode(code))),
+        }
+    }
+
+    /// Calls `pulp_step` with the next envelope; `payload` empty means a tick.
+    pub fn step(&mut self, payload: &[u8]) -> Result<StepOutcome, PluginFault> {
+        self.call_number += 1;
+        let wall_time_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let envelope = StepEnvelope {
+            call_number: self.call_number,
+            wall_time_ns,
+            payload,
+        };
+        let header = envelope
+            .header()
+            .map_err(|e| self.fault(names::STEP, FaultKind::Abi(e.to_string())))?;
+        let (ptr, len) = self.write_guest(names::STEP, &[&header, payload])?;
+        let step = self.exports.step.clone();
+        let handle = self.call(names::STEP, &step, (ptr, len));
+        self.free(ptr, len);
+        let handle = handle?;
+        let output = if handle > 0 {
+            self.read_output(handle)?
+        } else {
+            None
+        };
+        Ok(StepOutcome {
+            call_number: self.call_number,
+            handle,
+            output,
+        })
+    }
+
+    /// Calls `pulp_shutdown`, then releases the plugin's capability state.
+    pub fn shutdown(&mut self) -> Result<(), PluginFault> {
+        let shutdown = self.exports.shutdown.clone();
+        let result = match self.call(names::SHUTDOWN, &shutdown, ()) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(self.fault(names::SHUTDOWN, FaultKind::ErrorCode(code))),
+            Err(e) => Err(e),
+        };
+        self.release();
+        result
+    }
+
+    /// Releases capability state (rolls back transactions, kills containers...).
+    /// Called by [`Plugin::shutdown`] and when the plugin fails; idempotent.
+    pub fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
+        for cap in self.prepared.granted.clone().iter() {
+            cap.capability.release(self.store.data_mut());
+        }
+    }
+
+    /// Reads every `probe_*` export, in name order. A probe that traps is skipped.
+    pub fn probes(&mut self) -> Vec<(String, i64)> {
+        let mut values = Vec::new();
+        for (name, func) in self.exports.probes.clone() {
+            let mut out = [Val::I64(0)];
+            self.store.set_epoch_deadline(self.budget_ticks);
+            let _running = self.clock.enter();
+            if func.call(&mut self.store, &[], &mut out).is_ok() {
+                match out[0] {
+                    Val::I64(v) => values.push((name, v)),
+                    Val::I32(v) => values.push((name, v as i64)),
+                    _ => {}
+                }
+            }
+        }
+        values
+    }
+
+    /// Allocates guest memory for the concatenation of `parts` and copies them in.
+    fn write_guest(
+        &mut self,
+        export: &'static str,
+        parts: &[&[u8]],
+    ) -> Result<(u32, u32), PluginFault> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let max = self.prepared.manifest.limits.max_buffer as usize;
+        if total > max {
+            return Err(self.fault(
+                export,
+                FaultKind::Abi(format!(
+                    "input of {total} bytes is over the {max}-byte buffer limit"
+                )),
+            ));
+        }
+        let len = total as u32;
+        let alloc = self.exports.alloc.clone();
+        let ptr = self.call(names::ALLOC, &alloc, len)?;
+        let data = self.exports.memory.data_mut(&mut self.store);
+        let size = data.len();
+        let range = match checked_range(ptr, len, size) {
+            Some(r) if ptr != 0 => r,
+            _ => {
+                return Err(self.fault(
+                    export,
+                    FaultKind::Abi(format!("pulp_alloc({len}) returned {ptr:#x}, not a usable range in {size} bytes of memory")),
+                ))
+            }
+        };
+        let mut at = range.start;
+        for part in parts {
+            data[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        Ok((ptr, len))
+    }
+
+    fn read_output(&mut self, handle: i32) -> Result<Option<Vec<u8>>, PluginFault> {
+        let Some(output) = self.exports.output.clone() else {
+            return Ok(None);
+        };
+        let packed = self.call(names::OUTPUT, &output, handle)? as u64;
+        let (ptr, len) = ((packed >> 32) as u32, packed as u32);
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let max = self.prepared.manifest.limits.max_buffer;
+        let data = self.exports.memory.data(&self.store);
+        let bytes = match checked_range(ptr, len, data.len()) {
+            Some(range) if len <= max => data[range].to_vec(),
+            _ => {
+                return Err(self.fault(
+                    names::OUTPUT,
+                    FaultKind::Abi(format!(
+                        "output handle {handle} resolved to {len} bytes at {ptr:#x}, outside {} bytes of memory or over the {max}-byte limit",
+                        data.len()
+                    )),
+                ))
+            }
+        };
+        self.free(ptr, len);
+        Ok(Some(bytes))
+    }
+
+    /// Gives memory back through `pulp_free` when the guest exports it. A fault in
+    /// `pulp_free` is logged and otherwise ignored: the step itself succeeded.
+    fn free(&mut self, ptr: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        if let Some(free) = self.exports.free.clone() {
+            if let Err(e) = self.call(names::FREE, &free, (ptr, len)) {
+                tracing::warn!(plugin = %self.name, "{e}");
+            }
+        }
+    }
+
+    fn call<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        export: &'static str,
+        func: &TypedFunc<P, R>,
+        params: P,
+    ) -> Result<R, PluginFault> {
+        self.store.set_epoch_deadline(self.budget_ticks);
+        let result = {
+            let _running = self.clock.enter();
+            func.call(&mut self.store, params)
+        };
+        result.map_err(|e| {
+            let kind = classify(&e, self.prepared.manifest.limits.call_timeout);
+            self.fault(export, kind)
+        })
+    }
+
+    fn fault(&self, export: &'static str, kind: FaultKind) -> PluginFault {
+        PluginFault {
+            plugin: self.name.to_string(),
+            export,
+            call_number: self.call_number,
+            kind,
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Turns a wasmtime error from a guest call into a fault kind.
+fn classify(err: &wasmtime::Error, budget: Duration) -> FaultKind {
+    if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>() {
+        return FaultKind::MemoryLimit(limit.to_string());
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FaultKind::Timeout(budget),
+        Some(trap) => FaultKind::Trap(trap.to_string()),
+        None => FaultKind::Trap(format!("{err:#}")),
+    }
+}
+
+impl Exports {
+    fn look_up(instance: &Instance, store: &mut Store<PluginState>) -> Result<Exports, String> {
+        let memory = instance
+            .get_memory(&mut *store, names::MEMORY)
+            .ok_or_else(|| format!("export `{}` is not a memory", names::MEMORY))?;
+        let required = |e: wasmtime::Error| e.to_string();
+        let mut probes: Vec<(String, wasmtime::Func)> = instance
+            .exports(&mut *store)
+            .filter(|e| e.name().starts_with(names::PROBE_PREFIX))
+            .filter_map(|e| {
+                let name = e.name().to_string();
+                e.into_func().map(|f| (name, f))
+            })
+            .collect();
+        probes.retain(|(_, f)| {
+            let ty = f.ty(&*store);
+            ty.params().len() == 0 && ty.results().len() == 1
+        });
+        probes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Exports {
+            memory,
+            alloc: instance
+                .get_typed_func(&mut *store, names::ALLOC)
+                .map_err(required)?,
+            free: instance.get_typed_func(&mut *store, names::FREE).ok(),
+            init: instance
+                .get_typed_func(&mut *store, names::INIT)
+                .map_err(required)?,
+            step: instance
+                .get_typed_func(&mut *store, names::STEP)
+                .map_err(required)?,
+            shutdown: instance
+                .get_typed_func(&mut *store, names::SHUTDOWN)
+                .map_err(required)?,
+            output: instance.get_typed_func(&mut *store, names::OUTPUT).ok(),
+            probes,
+        })
+    }
+}
