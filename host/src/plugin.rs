@@ -37,7 +37,7 @@ pub enum FaultKind {
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FaultKind::Trap(m) => write!(f, "trap: {m}"),
+            FaultKind::Trap(m) => f.write_str(m),
             FaultKind::Timeout(b) => write!(f, "time budget of {} ms exceeded", b.as_millis()),
             FaultKind::MemoryLimit(m) => f.write_str(m),
             FaultKind::ErrorCode(c) => write!(f, "returned error code {c}"),

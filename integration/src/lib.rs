@@ -1,1 +1,115 @@
-//! End-to-end tests live in tests/.
+//! Shared helpers for the end-to-end tests in `tests/`: where the repository,
+//! the built plugins and the `pulp` binary are, and small WAT plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("integration/ has a parent").to_path_buf()
+}
+
+/// A manifest under `manifests/`.
+pub fn manifest(name: &str) -> PathBuf {
+    repo().join("manifests").join(format!("{name}.toml"))
+}
+
+/// The built wasm of an example plugin; panics with the command to run when missing.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    let path = repo().join("plugins/target/wasm32-wasip1/release").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run scripts/build-plugins (scripts/test does)", path.display());
+    path
+}
+
+/// The `pulp` binary of this build. `cargo test` does not build it (pulp-host
+/// has no tests of its own), so scripts/test runs `cargo build --bins` first;
+/// a binary older than the host's sources is refused rather than tested.
+pub fn pulp_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join("pulp");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    let newest_source = newest_mtime(&repo().join("host/src"));
+    match built {
+        Ok(built) if newest_source.is_none_or(|src| built >= src) => bin,
+        _ => panic!("{} is missing or older than host/src: run scripts/test (or cargo build --workspace --bins)", bin.display()),
+    }
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                newest_mtime(&path)
+            } else {
+                e.metadata().and_then(|m| m.modified()).ok()
+            }
+        })
+        .max()
+}
+
+/// `pulp <args>` with logs in plain text at info.
+pub fn pulp() -> Command {
+    let mut cmd = Command::new(pulp_bin());
+    cmd.env_remove("RUST_LOG").env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs `pulp <args>` to completion.
+pub fn run_pulp(args: &[&str]) -> Output {
+    pulp().args(args).output().expect("pulp runs")
+}
+
+/// Text of stdout and stderr together, for assertions on messages.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A scratch plugin: a manifest and a wasm file in a temporary directory.
+pub struct ScratchPlugin {
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+}
+
+impl ScratchPlugin {
+    /// Writes `wasm` as `plugin.wasm` and a manifest `name = <name>` with `extra` TOML lines.
+    pub fn new(name: &str, wasm: &[u8], extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("plugin.wasm"), wasm).expect("write wasm");
+        let manifest = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&manifest, format!("name = \"{name}\"\nversion = \"0.1.0\"\n{extra}\n")).expect("write manifest");
+        ScratchPlugin { dir, manifest }
+    }
+
+    /// Same, with the module given as WAT text.
+    pub fn wat(name: &str, wat: &str, extra: &str) -> Self {
+        ScratchPlugin::new(name, &wat::parse_str(wat).expect("valid WAT"), extra)
+    }
+
+    /// The manifest path as a string argument.
+    pub fn arg(&self) -> &str {
+        self.manifest.to_str().expect("utf-8 temp path")
+    }
+}
+
+/// A complete minimal plugin in WAT whose `pulp_step` body is `step_body`
+/// (locals `$ptr` and `$len` hold the envelope; it must leave an i32).
+/// `pulp_alloc` hands out one fixed buffer at 1024, enough for small envelopes.
+pub fn wat_plugin(imports: &str, step_body: &str, extra_funcs: &str) -> String {
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 2)
+  (func (export "pulp_alloc") (param $n i32) (result i32)
+    (if (result i32) (i32.gt_u (local.get $n) (i32.const 60000)) (then (i32.const 0)) (else (i32.const 1024))))
+  (func (export "pulp_init") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "pulp_step") (param $ptr i32) (param $len i32) (result i32)
+    {step_body})
+  (func (export "pulp_shutdown") (result i32) (i32.const 0))
+  {extra_funcs}
+)"#
+    )
+}
