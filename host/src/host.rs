@@ -138,23 +138,24 @@ impl Host {
     pub fn inspect(&self, manifest: &Path) -> (CheckReport, Option<PreparedPlugin>) {
         match self.try_prepare(manifest) {
             Ok(prepared) => (prepared.report.clone(), Some(prepared)),
-            Err((report, _)) => (report, None),
+            Err(failure) => (failure.0, None),
         }
     }
 
     /// Loads, checks and links the plugin at `manifest`.
     pub fn prepare(&self, manifest: &Path) -> Result<PreparedPlugin, LoadError> {
-        self.try_prepare(manifest).map_err(|(_, e)| e)
+        self.try_prepare(manifest).map_err(|failure| failure.1)
     }
 
-    fn try_prepare(&self, path: &Path) -> Result<PreparedPlugin, (CheckReport, LoadError)> {
+    /// Errors carry the report too, for `pulp check`; boxed, as they are large and rare.
+    fn try_prepare(&self, path: &Path) -> Result<PreparedPlugin, Box<(CheckReport, LoadError)>> {
         let failed = |plugin: String, problems: Vec<String>, report: CheckReport| {
             let err = LoadError::Rejected {
                 plugin,
                 file: path.to_path_buf(),
                 problems,
             };
-            (report, err)
+            Box::new((report, err))
         };
         let manifest = Manifest::load(path).map_err(|e| {
             let report = CheckReport {
@@ -162,7 +163,7 @@ impl Host {
                 problems: vec![e.to_string()],
                 ..CheckReport::default()
             };
-            (report, LoadError::Manifest(e))
+            Box::new((report, LoadError::Manifest(e)))
         })?;
         let name = manifest.name.clone();
         let wasm = manifest.read_wasm().map_err(|e| {

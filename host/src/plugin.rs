@@ -150,9 +150,8 @@ impl Plugin {
             call_number: 0,
             released: false,
         };
-        if let Some(initialize) = instance
-            .get_typed_func::<(), ()>(&mut plugin.store, names::INITIALIZE)
-            .ok()
+        if let Ok(initialize) =
+            instance.get_typed_func::<(), ()>(&mut plugin.store, names::INITIALIZE)
         {
             plugin.call(names::INITIALIZE, &initialize, ())?;
         }

@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("integration/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("integration/ has a parent")
+        .to_path_buf()
 }
 
 /// A manifest under `manifests/`.
@@ -16,8 +19,14 @@ pub fn manifest(name: &str) -> PathBuf {
 
 /// The built wasm of an example plugin; panics with the command to run when missing.
 pub fn plugin_wasm(name: &str) -> PathBuf {
-    let path = repo().join("plugins/target/wasm32-wasip1/release").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-plugins (scripts/test does)", path.display());
+    let path = repo()
+        .join("plugins/target/wasm32-wasip1/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins (scripts/test does)",
+        path.display()
+    );
     path
 }
 
@@ -26,7 +35,10 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
 /// a binary older than the host's sources is refused rather than tested.
 pub fn pulp_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
     let bin = dir.join("pulp");
     let built = std::fs::metadata(&bin).and_then(|m| m.modified());
     let newest_source = newest_mtime(&repo().join("host/src"));
@@ -65,7 +77,11 @@ pub fn run_pulp(args: &[&str]) -> Output {
 
 /// Text of stdout and stderr together, for assertions on messages.
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A scratch plugin: a manifest and a wasm file in a temporary directory.
@@ -80,7 +96,11 @@ impl ScratchPlugin {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("plugin.wasm"), wasm).expect("write wasm");
         let manifest = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&manifest, format!("name = \"{name}\"\nversion = \"0.1.0\"\n{extra}\n")).expect("write manifest");
+        std::fs::write(
+            &manifest,
+            format!("name = \"{name}\"\nversion = \"0.1.0\"\n{extra}\n"),
+        )
+        .expect("write manifest");
         ScratchPlugin { dir, manifest }
     }
 

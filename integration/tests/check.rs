@@ -23,14 +23,23 @@ fn a_healthy_plugin_passes_and_its_imports_are_listed() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains("plugin heartbeat: ok"), "{all}");
     assert!(all.contains("import pulp::log: bound by logging"), "{all}");
-    assert!(all.contains("probes: probe_config_marker, probe_last_call"), "{all}");
-    assert!(all.contains("limits: memory 16 MiB, call timeout 500 ms"), "{all}");
+    assert!(
+        all.contains("probes: probe_config_marker, probe_last_call"),
+        "{all}"
+    );
+    assert!(
+        all.contains("limits: memory 16 MiB, call timeout 500 ms"),
+        "{all}"
+    );
 }
 
 #[test]
 fn unknown_capability() {
     let p = ScratchPlugin::wat("p", &healthy(), r#"capabilities = ["teleport"]"#);
-    refused(&p, "unknown capability `teleport`; this host knows: logging, entropy");
+    refused(
+        &p,
+        "unknown capability `teleport`; this host knows: logging, entropy",
+    );
 }
 
 #[test]
@@ -62,25 +71,47 @@ fn garbage_instead_of_wasm() {
 
 #[test]
 fn hash_mismatch() {
-    let p = ScratchPlugin::wat("p", &healthy(), &format!("sha256 = \"{}\"", "ab".repeat(32)));
+    let p = ScratchPlugin::wat(
+        "p",
+        &healthy(),
+        &format!("sha256 = \"{}\"", "ab".repeat(32)),
+    );
     refused(&p, "sha256 mismatch: manifest says abab");
 }
 
 #[test]
 fn each_required_export_missing() {
     for (export, needle) in [
-        (r#"(export "memory")"#, "missing required exports: `memory` (memory)"),
-        (r#"(export "pulp_alloc")"#, "missing required exports: `pulp_alloc` (i32) -> i32"),
-        (r#"(export "pulp_init")"#, "missing required exports: `pulp_init` (i32, i32) -> i32"),
-        (r#"(export "pulp_step")"#, "missing required exports: `pulp_step` (i32, i32) -> i32"),
-        (r#"(export "pulp_shutdown")"#, "missing required exports: `pulp_shutdown` () -> i32"),
+        (
+            r#"(export "memory")"#,
+            "missing required exports: `memory` (memory)",
+        ),
+        (
+            r#"(export "pulp_alloc")"#,
+            "missing required exports: `pulp_alloc` (i32) -> i32",
+        ),
+        (
+            r#"(export "pulp_init")"#,
+            "missing required exports: `pulp_init` (i32, i32) -> i32",
+        ),
+        (
+            r#"(export "pulp_step")"#,
+            "missing required exports: `pulp_step` (i32, i32) -> i32",
+        ),
+        (
+            r#"(export "pulp_shutdown")"#,
+            "missing required exports: `pulp_shutdown` () -> i32",
+        ),
     ] {
         let p = ScratchPlugin::wat("p", &healthy().replace(export, ""), "");
         refused(&p, needle);
     }
     // Every missing export is listed, not just the first.
     let bare = "(module (memory (export \"memory\") 1))";
-    refused(&ScratchPlugin::wat("p", bare, ""), "`pulp_alloc` (i32) -> i32, `pulp_init`");
+    refused(
+        &ScratchPlugin::wat("p", bare, ""),
+        "`pulp_alloc` (i32) -> i32, `pulp_init`",
+    );
 }
 
 #[test]
@@ -97,19 +128,33 @@ fn export_with_a_wrong_signature() {
 
 #[test]
 fn import_from_an_unknown_module() {
-    let wat = wat_plugin(r#"(import "env" "now" (func (result i64)))"#, "(i32.const 0)", "");
-    refused(&ScratchPlugin::wat("p", &wat, ""), "import `env::now` is from unknown module `env`");
+    let wat = wat_plugin(
+        r#"(import "env" "now" (func (result i64)))"#,
+        "(i32.const 0)",
+        "",
+    );
+    refused(
+        &ScratchPlugin::wat("p", &wat, ""),
+        "import `env::now` is from unknown module `env`",
+    );
 }
 
 #[test]
 fn unknown_pulp_import() {
     let wat = wat_plugin(r#"(import "pulp" "teleport" (func))"#, "(i32.const 0)", "");
-    refused(&ScratchPlugin::wat("p", &wat, ""), "import `pulp::teleport` is not provided by any capability");
+    refused(
+        &ScratchPlugin::wat("p", &wat, ""),
+        "import `pulp::teleport` is not provided by any capability",
+    );
 }
 
 #[test]
 fn import_with_a_wrong_signature() {
-    let wat = wat_plugin(r#"(import "pulp" "log" (func (param i32)))"#, "(i32.const 0)", "");
+    let wat = wat_plugin(
+        r#"(import "pulp" "log" (func (param i32)))"#,
+        "(i32.const 0)",
+        "",
+    );
     refused(
         &ScratchPlugin::wat("p", &wat, ""),
         "import `pulp::log` has the wrong signature: expected func (i32, i32, i32) -> i32, module has func (i32) -> ()",
@@ -123,5 +168,8 @@ fn problems_in_several_manifests_are_all_reported() {
     let out = run_pulp(&["check", a.arg(), b.arg()]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(all.contains("unknown capability `nope`") && all.contains("`pulp_step`"), "{all}");
+    assert!(
+        all.contains("unknown capability `nope`") && all.contains("`pulp_step`"),
+        "{all}"
+    );
 }

@@ -9,11 +9,22 @@ use std::time::{Duration, Instant};
 #[test]
 fn run_prints_outputs_and_a_summary_with_probes() {
     plugin_wasm("heartbeat");
-    let out = run_pulp(&["run", "--steps", "10", manifest("heartbeat").to_str().unwrap()]);
+    let out = run_pulp(&[
+        "run",
+        "--steps",
+        "10",
+        manifest("heartbeat").to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(stdout.contains("heartbeat step 5 output 1: beat 5 (call 5)"), "{stdout}");
-    assert!(stdout.contains("heartbeat step 10 output 2: beat 10 (call 10)"), "{stdout}");
+    assert!(
+        stdout.contains("heartbeat step 5 output 1: beat 5 (call 5)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("heartbeat step 10 output 2: beat 10 (call 10)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("heartbeat: stopped; steps=10 outputs=2 step_errors=0 probe_config_marker=4242 probe_last_call=10"),
         "{stdout}"
@@ -35,7 +46,10 @@ fn sigterm_runs_pulp_shutdown_then_exits_zero() {
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert!(line.contains("beat 5"), "{line}");
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let mut rest = String::new();
@@ -58,9 +72,19 @@ fn a_trap_fails_one_plugin_while_another_keeps_stepping() {
     );
     let trapper = ScratchPlugin::wat("trapper", &wat, "tick_ms = 20");
     let started = Instant::now();
-    let out = run_pulp(&["run", "--duration", "2", trapper.arg(), manifest("heartbeat").to_str().unwrap()]);
+    let out = run_pulp(&[
+        "run",
+        "--duration",
+        "2",
+        trapper.arg(),
+        manifest("heartbeat").to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "a step failure is not a load failure: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "a step failure is not a load failure: {}",
+        text(&out)
+    );
     assert!(
         stdout.contains("trapper: failed (pulp_step call 3: wasm trap: wasm `unreachable` instruction executed)"),
         "{stdout}"
@@ -72,7 +96,11 @@ fn a_trap_fails_one_plugin_while_another_keeps_stepping() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no heartbeat summary in {stdout}"));
-    assert!(steps >= 15, "heartbeat made only {steps} steps in {:?}", started.elapsed());
+    assert!(
+        steps >= 15,
+        "heartbeat made only {steps} steps in {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -84,15 +112,48 @@ fn a_plugin_failing_init_makes_the_exit_code_non_zero() {
     let bad = ScratchPlugin::wat("badinit", &wat, "");
     let out = run_pulp(&["run", "--duration", "1", bad.arg()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("pulp_init (call 0): returned error code 7"), "{}", text(&out));
+    assert!(
+        text(&out).contains("pulp_init (call 0): returned error code 7"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
 fn duration_stops_a_run() {
     plugin_wasm("heartbeat");
     let started = Instant::now();
-    let out = run_pulp(&["run", "--duration", "0.5", manifest("heartbeat").to_str().unwrap()]);
+    let out = run_pulp(&[
+        "run",
+        "--duration",
+        "0.5",
+        manifest("heartbeat").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(String::from_utf8_lossy(&out.stdout).contains("heartbeat: stopped;"));
+}
+
+#[test]
+fn guest_stdout_goes_to_the_log_tagged_with_the_plugin() {
+    let wat = wat_plugin(
+        r#"(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"#,
+        "(i32.store (i32.const 4096) (i32.const 2048)) (i32.store (i32.const 4100) (i32.const 23))
+         (drop (call $fd_write (i32.const 1) (i32.const 4096) (i32.const 1) (i32.const 4104))) (i32.const 0)",
+        r#"(data (i32.const 2048) "hello from wasi stdout\n")"#,
+    );
+    let p = ScratchPlugin::wat("printer", &wat, "tick_ms = 10");
+    let out = run_pulp(&["run", "--steps", "1", "--log-format", "json", p.arg()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("hello from wasi stdout"))
+        .unwrap_or_else(|| panic!("no guest line in {stderr}"));
+    assert!(
+        line.starts_with('{')
+            && line.contains(r#""plugin":"printer""#)
+            && line.contains(r#""stream":"stdout""#),
+        "{line}"
+    );
 }

@@ -16,15 +16,26 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn clock_ticks_per_second() -> u64 {
-    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(100)
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100)
 }
 
 #[test]
 fn an_idle_host_with_a_100ms_tick_uses_under_2_percent_of_a_core() {
     plugin_wasm("heartbeat");
     let mut child = pulp()
-        .args(["run", "--log-level", "warn", manifest("heartbeat").to_str().unwrap()])
+        .args([
+            "run",
+            "--log-level",
+            "warn",
+            manifest("heartbeat").to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -39,6 +50,8 @@ fn an_idle_host_with_a_100ms_tick_uses_under_2_percent_of_a_core() {
     let _ = child.kill();
     let _ = child.wait();
     let percent = used as f64 / clock_ticks_per_second() as f64 / wall * 100.0;
-    println!("{{\"case\":\"idle_cpu_100ms_tick\",\"cpu_percent\":{percent:.3},\"seconds\":{wall:.1}}}");
+    println!(
+        "{{\"case\":\"idle_cpu_100ms_tick\",\"cpu_percent\":{percent:.3},\"seconds\":{wall:.1}}}"
+    );
     assert!(percent < 2.0, "idle host used {percent:.2}% of a core");
 }

@@ -19,7 +19,8 @@ fn heartbeat() -> (Host, Plugin, Vec<u8>) {
     let host = Host::builder().build().unwrap();
     let prepared = host.prepare(&manifest("heartbeat")).unwrap();
     let config = prepared.manifest.config.clone();
-    let plugin = Plugin::instantiate(Arc::new(prepared), host.clock().clone(), Arc::new(NoEvents)).unwrap();
+    let plugin =
+        Plugin::instantiate(Arc::new(prepared), host.clock().clone(), Arc::new(NoEvents)).unwrap();
     (host, plugin, config)
 }
 
@@ -35,7 +36,10 @@ fn config_marker_round_trips_and_call_numbers_count_up() {
             assert!(outcome.handle > 0);
             outputs.push(String::from_utf8(bytes).unwrap());
         } else {
-            assert_eq!(outcome.handle, 0, "no output means handle 0 at call {expected}");
+            assert_eq!(
+                outcome.handle, 0,
+                "no output means handle 0 at call {expected}"
+            );
         }
     }
     // output_every = 5 in manifests/heartbeat.toml
@@ -43,7 +47,10 @@ fn config_marker_round_trips_and_call_numbers_count_up() {
     let probes = plugin.probes();
     assert_eq!(
         probes,
-        [("probe_config_marker".to_string(), 4242), ("probe_last_call".to_string(), 12)]
+        [
+            ("probe_config_marker".to_string(), 4242),
+            ("probe_last_call".to_string(), 12)
+        ]
     );
     plugin.shutdown().unwrap();
 }
@@ -59,9 +66,13 @@ fn empty_config_gives_the_plugin_its_defaults() {
 fn config_the_plugin_rejects_fails_init_with_its_code() {
     let (_host, mut plugin, _config) = heartbeat();
     // {"output_every": 0} as MessagePack: heartbeat's init refuses it and pulp_init returns 2.
-    let bad = rmp_serde::to_vec_named(&std::collections::BTreeMap::from([("output_every", 0i64)])).unwrap();
+    let bad = rmp_serde::to_vec_named(&std::collections::BTreeMap::from([("output_every", 0i64)]))
+        .unwrap();
     let fault = plugin.init(&bad).unwrap_err();
     assert_eq!(fault.export, "pulp_init");
     assert_eq!(fault.kind, pulp_host::FaultKind::ErrorCode(2));
-    assert!(fault.to_string().contains("plugin `heartbeat`: pulp_init"), "{fault}");
+    assert!(
+        fault.to_string().contains("plugin `heartbeat`: pulp_init"),
+        "{fault}"
+    );
 }
