@@ -1,7 +1,9 @@
 //! The built-in capabilities, one module each, all written against `pulp-ext`.
 
 mod entropy;
+pub mod http;
 mod logging;
 
 pub use entropy::EntropyCapability;
+pub use http::HttpCapability;
 pub use logging::LoggingCapability;

@@ -6,6 +6,7 @@ mod run;
 pub mod telemetry;
 
 use clap::{Parser, Subcommand};
+use pulp_host::caps::HttpCapability;
 use pulp_host::{Host, HostBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,10 +38,12 @@ enum Command {
     Caps,
 }
 
-/// The host the `pulp` binary runs: built-ins only, assembled like any embedder's.
-fn host(data_dir: PathBuf) -> anyhow::Result<Host> {
-    let builder: HostBuilder = Host::builder().data_dir(data_dir);
-    Ok(builder.build()?)
+/// The host the `pulp` binary runs: the built-in capabilities, assembled like any
+/// embedder's. The HTTP capability is returned too: `run` starts its listener.
+fn host(data_dir: PathBuf) -> anyhow::Result<(Host, HttpCapability)> {
+    let http = HttpCapability::new();
+    let builder: HostBuilder = Host::builder().data_dir(data_dir).gated(http.clone());
+    Ok((builder.build()?, http))
 }
 
 /// Runs the chosen subcommand.
@@ -50,7 +53,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check {
             manifests,
             data_dir,
-        } => check::check(&host(data_dir)?, &manifests),
-        Command::Caps => caps::caps(&host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR))?),
+        } => check::check(&host(data_dir)?.0, &manifests),
+        Command::Caps => caps::caps(&host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR))?.0),
     }
 }

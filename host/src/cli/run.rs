@@ -1,5 +1,6 @@
 //! `pulp run`: load plugins, drive them, print outputs and a summary.
 
+use anyhow::Context;
 use clap::Args;
 use pulp_host::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};
 use std::collections::HashSet;
@@ -7,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Longest wait for HTTP requests in flight at shutdown, beyond the slowest call budget.
+const HTTP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -36,7 +40,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let host = super::host(args.data_dir.clone())?;
+    let (host, http) = super::host(args.data_dir.clone())?;
     let mut prepared = Vec::new();
     let mut names = HashSet::new();
     for path in &args.manifests {
@@ -49,6 +53,25 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         prepared.push(plugin);
     }
+
+    // The listener starts only when some plugin may serve HTTP.
+    let wants_http = prepared
+        .iter()
+        .any(|p| p.info.declares(pulp_host::caps::http::NAME));
+    let server = match wants_http {
+        true => Some(
+            http.serve(&args.http_addr)
+                .await
+                .with_context(|| format!("http listener on {}", args.http_addr))?,
+        ),
+        false => None,
+    };
+    let grace = prepared
+        .iter()
+        .map(|p| p.manifest.limits.call_timeout)
+        .max()
+        .unwrap_or_default()
+        + HTTP_GRACE;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let options = RunOptions {
@@ -78,6 +101,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping plugins"); break }
             _ = &mut deadline => { tracing::info!("duration reached: stopping plugins"); break }
         }
+    }
+    // In-flight requests finish while their plugins still run; then the plugins stop.
+    if let Some(server) = server {
+        server.shutdown(grace).await;
     }
     for plugin in &running {
         plugin.stop();

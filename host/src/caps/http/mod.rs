@@ -1,0 +1,311 @@
+//! `transport.http.inbound` (gated): plugins serve HTTP through one hyper
+//! listener shared by the whole host.
+//!
+//! A plugin registers routes with `http_register({method, path})`; each
+//! matching request becomes an `http.request` event in its mailbox, and
+//! `http_respond({id, status, headers, body})` completes the waiting client.
+//! The server answers on the plugin's behalf when it cannot: 404/405 for
+//! unknown routes, 413 for bodies over the limit, 503 when the mailbox is full
+//! or the plugin has failed, 504 when no response comes in time.
+
+mod routes;
+mod server;
+
+pub use server::HttpServer;
+
+use pulp_abi::http::{HttpResponse, HttpRoute};
+use pulp_abi::Code;
+use pulp_ext::{
+    host_fn, Capability, CapabilityError, EventSink, HostError, ImportSpec, PluginInfo, PluginState,
+};
+use routes::RouteTable;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use wasmtime::Linker;
+
+/// The capability's name in manifests.
+pub const NAME: &str = "transport.http.inbound";
+
+/// `[grants."transport.http.inbound"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// When set, the only routes the plugin may register (`"GET /path/:param"`);
+    /// `pulp check` lists them and conflicts between plugins are found at load.
+    pub routes: Option<Vec<String>>,
+    /// Largest request body accepted; larger → 413.
+    pub max_body_kb: u32,
+    /// How long a client waits for `http_respond`; then 504.
+    pub timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            routes: None,
+            max_body_kb: 1024,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A plugin that serves routes.
+struct RoutePlugin {
+    sink: RwLock<Arc<dyn EventSink>>,
+    available: AtomicBool,
+    settings: HttpSettings,
+}
+
+/// A request waiting for its plugin's `http_respond`.
+struct PendingReply {
+    plugin: String,
+    reply: oneshot::Sender<HttpResponse>,
+}
+
+#[derive(Default)]
+struct Shared {
+    routes: RwLock<RouteTable>,
+    plugins: RwLock<HashMap<String, Arc<RoutePlugin>>>,
+    pending: Mutex<HashMap<u64, PendingReply>>,
+    next_id: AtomicU64,
+    /// Routes declared in manifests, by plugin, for load-time conflict checks.
+    declared: Mutex<HashMap<String, Vec<(String, String)>>>,
+}
+
+/// The HTTP capability. Clones share one route table and one server.
+#[derive(Clone, Default)]
+pub struct HttpCapability {
+    shared: Arc<Shared>,
+}
+
+/// Per-instance state: this plugin's settings.
+struct HttpSlot(HttpSettings);
+
+const IMPORTS: &[ImportSpec] = &[
+    ImportSpec::msgpack_in("http_register"),
+    ImportSpec::msgpack_in("http_respond"),
+];
+
+impl HttpCapability {
+    /// A capability with an empty route table and no server yet.
+    pub fn new() -> Self {
+        HttpCapability::default()
+    }
+
+    /// Starts the listener on `addr` (`127.0.0.1:0` picks a free port).
+    pub async fn serve(&self, addr: &str) -> std::io::Result<HttpServer> {
+        HttpServer::start(self.shared.clone(), addr).await
+    }
+
+    /// Requests still waiting for a plugin's response.
+    pub fn in_flight(&self) -> usize {
+        self.shared.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    fn register(state: &PluginState, route: HttpRoute, shared: &Shared) -> Result<(), HostError> {
+        let plugin = state.info().name.clone();
+        let settings = state
+            .slot::<HttpSlot>()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
+        let (method, path) =
+            routes::parse_route(&route.method, &route.path).map_err(HostError::invalid)?;
+        if let Some(allowed) = &settings.routes {
+            let wanted = format!("{method} {path}");
+            if !allowed.iter().any(|a| {
+                a.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .eq_ignore_ascii_case(&wanted)
+            }) {
+                return Err(HostError::invalid(format!(
+                    "route {wanted} is not in the manifest's routes"
+                )));
+            }
+        }
+        let inserted = shared
+            .routes
+            .write()
+            .map_err(|_| HostError::failed("route table poisoned"))?
+            .insert(&method, &path, &plugin);
+        if let Err(conflict) = inserted {
+            // Two plugins claiming one route is a deployment error: fail the plugin, naming both.
+            return Err(HostError::Trap(wasmtime::Error::msg(conflict)));
+        }
+        let mut plugins = shared
+            .plugins
+            .write()
+            .map_err(|_| HostError::failed("plugin table poisoned"))?;
+        match plugins.get(&plugin) {
+            Some(existing) => {
+                if let Ok(mut sink) = existing.sink.write() {
+                    *sink = state.events().clone();
+                }
+                existing.available.store(true, Ordering::Release);
+            }
+            None => {
+                plugins.insert(
+                    plugin,
+                    Arc::new(RoutePlugin {
+                        sink: RwLock::new(state.events().clone()),
+                        available: AtomicBool::new(true),
+                        settings,
+                    }),
+                );
+            }
+        }
+        tracing::info!(plugin = %state.info().name, "serving {method} {path}");
+        Ok(())
+    }
+
+    fn respond(
+        state: &PluginState,
+        response: HttpResponse,
+        shared: &Shared,
+    ) -> Result<(), HostError> {
+        if !(100..=999).contains(&response.status) {
+            return Err(HostError::invalid(format!(
+                "status {} is not 100..=999",
+                response.status
+            )));
+        }
+        for (name, value) in &response.headers {
+            if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || hyper::header::HeaderValue::from_str(value).is_err()
+            {
+                return Err(HostError::invalid(format!(
+                    "header {name:?}: {value:?} is not a valid HTTP header"
+                )));
+            }
+        }
+        let mut pending = shared
+            .pending
+            .lock()
+            .map_err(|_| HostError::failed("pending table poisoned"))?;
+        let owned = pending
+            .get(&response.id)
+            .is_some_and(|p| p.plugin == state.info().name);
+        let waiting = owned.then(|| pending.remove(&response.id)).flatten();
+        drop(pending);
+        let Some(waiting) = waiting else {
+            return Err(HostError::code(
+                Code::NotFound,
+                format!("no request {} is waiting for this plugin", response.id),
+            ));
+        };
+        // The client may have gone away just now; the response is then dropped.
+        let _ = waiting.reply.send(response);
+        Ok(())
+    }
+}
+
+impl Capability for HttpCapability {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn summary(&self) -> &str {
+        "serve HTTP routes: requests arrive as `http.request` events, answered with http_respond"
+    }
+
+    fn imports(&self) -> &[ImportSpec] {
+        IMPORTS
+    }
+
+    fn link(&self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+        let shared = self.shared.clone();
+        host_fn::msgpack_in(linker, "http_register", move |caller, route: HttpRoute| {
+            HttpCapability::register(caller.data(), route, &shared)
+        })?;
+        let shared = self.shared.clone();
+        host_fn::msgpack_in(
+            linker,
+            "http_respond",
+            move |caller, response: HttpResponse| {
+                HttpCapability::respond(caller.data(), response, &shared)
+            },
+        )
+    }
+
+    fn prepare(&self, plugin: &PluginInfo) -> Result<Vec<String>, CapabilityError> {
+        let settings: HttpSettings = plugin.settings(NAME)?;
+        if settings.max_body_kb == 0 || settings.timeout_ms == 0 {
+            return Err(plugin.error(NAME, "max_body_kb and timeout_ms must be at least 1"));
+        }
+        let mut notes = vec![format!(
+            "http: request bodies up to {} KiB, response deadline {} ms",
+            settings.max_body_kb, settings.timeout_ms
+        )];
+        let Some(declared) = settings.routes else {
+            notes.push(
+                "http: routes are registered by pulp_init; they are not known before it runs"
+                    .into(),
+            );
+            return Ok(notes);
+        };
+        let mut parsed = Vec::new();
+        for route in &declared {
+            let (method, path) = route.split_once(' ').ok_or_else(|| {
+                plugin.error(NAME, format!("route {route:?} must be \"METHOD /path\""))
+            })?;
+            parsed
+                .push(routes::parse_route(method, path.trim()).map_err(|e| plugin.error(NAME, e))?);
+        }
+        let mut all = self
+            .shared
+            .declared
+            .lock()
+            .map_err(|_| plugin.error(NAME, "declared routes poisoned"))?;
+        let mut table = RouteTable::default();
+        for (other, routes) in all.iter().filter(|(name, _)| *name != &plugin.name) {
+            for (method, path) in routes {
+                let _ = table.insert(method, path, other);
+            }
+        }
+        for (method, path) in &parsed {
+            table
+                .insert(method, path, &plugin.name)
+                .map_err(|e| plugin.error(NAME, e))?;
+            notes.push(format!("http: route {method} {path}"));
+        }
+        all.insert(plugin.name.clone(), parsed);
+        Ok(notes)
+    }
+
+    fn instantiate(&self, state: &mut PluginState) -> Result<(), CapabilityError> {
+        let settings = state.info().settings(NAME)?;
+        state.insert_slot(HttpSlot(settings));
+        Ok(())
+    }
+
+    fn release(&self, state: &mut PluginState) {
+        let name = &state.info().name;
+        if let Some(plugin) = self
+            .shared
+            .plugins
+            .read()
+            .ok()
+            .and_then(|p| p.get(name).cloned())
+        {
+            plugin.available.store(false, Ordering::Release);
+        }
+        // Dropping the reply senders answers their clients with 503 at once.
+        if let Ok(mut pending) = self.shared.pending.lock() {
+            pending.retain(|_, p| &p.plugin != name);
+        }
+    }
+}
+
+impl RoutePlugin {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.timeout_ms)
+    }
+
+    fn max_body(&self) -> usize {
+        self.settings.max_body_kb as usize * 1024
+    }
+}

@@ -1,0 +1,57 @@
+//! `transport.http.inbound`: serve HTTP routes from a plugin.
+//!
+//! Register routes in `init`, then answer each [`Request`] (delivered as a step
+//! event) with [`respond`]. Requests need not be answered in the step they
+//! arrive in, but the host answers 504 for any left unanswered past its deadline.
+
+use crate::{HostCallError, Step};
+use pulp_abi::http::{HttpRoute, REQUEST_EVENT};
+pub use pulp_abi::http::{HttpRequest as Request, HttpResponse as Response};
+use std::collections::BTreeMap;
+
+fn call_msgpack(f: unsafe extern "C" fn(*const u8, u32) -> u32, value: &impl serde::Serialize) -> Result<(), HostCallError> {
+    let bytes = rmp_serde::to_vec_named(value).map_err(|_| HostCallError(pulp_abi::Code::DecodeFailed.as_u32()))?;
+    // SAFETY: pointer and length describe the live buffer `bytes`.
+    match unsafe { f(bytes.as_ptr(), bytes.len() as u32) } {
+        0 => Ok(()),
+        code => Err(HostCallError(code)),
+    }
+}
+
+/// Serves `method` on `path`; `:name` segments bind `request.params["name"]`.
+pub fn register(method: &str, path: &str) -> Result<(), HostCallError> {
+    call_msgpack(crate::sys::http_register, &HttpRoute { method: method.into(), path: path.into() })
+}
+
+/// Sends the response to request `response.id`.
+pub fn respond(response: &Response) -> Result<(), HostCallError> {
+    call_msgpack(crate::sys::http_respond, response)
+}
+
+/// The HTTP request this step carries, if it carries one.
+pub fn request(step: &Step<'_>) -> Result<Option<Request>, crate::Error> {
+    match step.kind()? {
+        Some(kind) if kind == REQUEST_EVENT => Ok(Some(step.event()?)),
+        _ => Ok(None),
+    }
+}
+
+/// A response with a body and a `content-type`.
+pub fn response(id: u64, status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+    Response {
+        id,
+        status,
+        headers: BTreeMap::from([("content-type".to_string(), content_type.to_string())]),
+        body: body.into(),
+    }
+}
+
+/// A `text/plain; charset=utf-8` response.
+pub fn text(id: u64, status: u16, body: impl Into<String>) -> Response {
+    response(id, status, "text/plain; charset=utf-8", body.into().into_bytes())
+}
+
+/// An `application/json` response from bytes already encoded.
+pub fn json(id: u64, status: u16, body: impl Into<Vec<u8>>) -> Response {
+    response(id, status, "application/json", body)
+}
