@@ -7,7 +7,7 @@
 //! - [`event`]: the MessagePack event carried in an envelope's payload;
 //! - [`names`]: the names of the exports a plugin provides and of the `pulp` imports;
 //! - [`code`]: the numeric codes host imports return;
-//! - one module per capability with its request/response structs ([`http`]).
+//! - one module per capability with its request/response structs ([`http`], [`sqlite`]).
 //!
 //! The ABI is Pulp v0.1 compatible: a plugin built for the Go host runs unchanged.
 
@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod event;
 pub mod http;
 pub mod names;
+pub mod sqlite;
 
 pub use code::Code;
 pub use envelope::{EnvelopeError, StepEnvelope, ENVELOPE_HEADER_LEN};

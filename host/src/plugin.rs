@@ -375,7 +375,8 @@ fn classify(err: &wasmtime::Error, budget: Duration) -> FaultKind {
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => FaultKind::Timeout(budget),
         Some(trap) => FaultKind::Trap(trap.to_string()),
-        None => FaultKind::Trap(format!("{err:#}")),
+        // A host function's error: its own message, without wasmtime's backtrace context.
+        None => FaultKind::Trap(err.root_cause().to_string()),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests in `tests/`: where the repository,
 //! the built plugins and the `pulp` binary are, and small WAT plugins.
 
+pub mod http_client;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -132,4 +134,117 @@ pub fn wat_plugin(imports: &str, step_body: &str, extra_funcs: &str) -> String {
   {extra_funcs}
 )"#
     )
+}
+
+/// A `pulp run` serving HTTP on a free loopback port; SIGTERM'd and reaped on drop.
+/// Its stdout and stderr are drained as it runs, so a chatty log never blocks it.
+pub struct RunningPulp {
+    child: Option<std::process::Child>,
+    drains: Vec<std::thread::JoinHandle<Vec<u8>>>,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+}
+
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+impl RunningPulp {
+    /// Starts `pulp run --http-addr <free port> <manifests>` with `extra` arguments first.
+    pub fn start(extra: &[&str], manifests: &[&Path]) -> RunningPulp {
+        let addr = http_client::free_addr();
+        let mut child = pulp()
+            .arg("run")
+            .args(extra)
+            .args(["--http-addr", &addr.to_string()])
+            .args(manifests)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pulp starts");
+        let drains = vec![
+            drain(child.stdout.take().expect("stdout piped")),
+            drain(child.stderr.take().expect("stderr piped")),
+        ];
+        RunningPulp {
+            child: Some(child),
+            drains,
+            addr,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+    }
+
+    /// SIGTERM, then waits for exit and returns everything it printed.
+    pub fn stop(self) -> Output {
+        self.terminate();
+        self.wait()
+    }
+
+    /// Waits for the process to exit by itself and returns its output.
+    pub fn wait(mut self) -> Output {
+        let status = self
+            .child
+            .take()
+            .expect("running")
+            .wait()
+            .expect("pulp exits");
+        let mut drains = std::mem::take(&mut self.drains)
+            .into_iter()
+            .map(|d| d.join().unwrap_or_default());
+        Output {
+            status,
+            stdout: drains.next().unwrap_or_default(),
+            stderr: drains.next().unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for RunningPulp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Bytes as a WAT data string (`"\00\ff..."`).
+pub fn wat_data(bytes: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for b in bytes {
+        s.push_str(&format!("\\{b:02x}"));
+    }
+    s.push('"');
+    s
+}
+
+/// A manifest beside a scratch directory that runs an example plugin's wasm
+/// with `extra` TOML (capabilities, grants, limits).
+pub fn example_manifest(dir: &Path, name: &str, plugin: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let wasm = plugin_wasm(plugin);
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\nversion = \"0.1.0\"\nwasm = {:?}\n{extra}\n",
+            wasm.display().to_string()
+        ),
+    )
+    .expect("write manifest");
+    path
 }

@@ -3,7 +3,9 @@
 mod entropy;
 pub mod http;
 mod logging;
+pub mod sqlite;
 
 pub use entropy::EntropyCapability;
 pub use http::HttpCapability;
 pub use logging::LoggingCapability;
+pub use sqlite::{SqliteCapability, SqliteSettings};

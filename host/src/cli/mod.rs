@@ -6,7 +6,7 @@ mod run;
 pub mod telemetry;
 
 use clap::{Parser, Subcommand};
-use pulp_host::caps::HttpCapability;
+use pulp_host::caps::{HttpCapability, SqliteCapability};
 use pulp_host::{Host, HostBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,7 +42,10 @@ enum Command {
 /// embedder's. The HTTP capability is returned too: `run` starts its listener.
 fn host(data_dir: PathBuf) -> anyhow::Result<(Host, HttpCapability)> {
     let http = HttpCapability::new();
-    let builder: HostBuilder = Host::builder().data_dir(data_dir).gated(http.clone());
+    let builder: HostBuilder = Host::builder()
+        .data_dir(data_dir)
+        .gated(http.clone())
+        .gated(SqliteCapability);
     Ok((builder.build()?, http))
 }
 

@@ -3,7 +3,9 @@
 //! - `GET /echo/:msg` answers `msg`;
 //! - `POST /echo` answers the request body with the request's content type;
 //! - every `x-*` request header comes back, and the query string comes back
-//!   in `x-echo-query` (`k=v&k2=v2`, keys sorted).
+//!   in `x-echo-query` (`k=v&k2=v2`, keys sorted);
+//! - `?sleep_ms=N` busy-waits N ms before answering, to show deadlines (504)
+//!   and graceful shutdown with requests in flight.
 
 use pulp_guest::{export_plugin, http, Plugin, Step, StepResult};
 
@@ -20,6 +22,10 @@ impl Plugin for Echo {
 
     fn step(&mut self, step: Step<'_>) -> StepResult {
         let Some(req) = http::request(&step)? else { return Ok(None) };
+        if let Some(ms) = req.query.get("sleep_ms").and_then(|v| v.parse::<u64>().ok()) {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+            while std::time::Instant::now() < until {}
+        }
         let mut response = match req.method.as_str() {
             "GET" => http::text(req.id, 200, req.params.get("msg").cloned().unwrap_or_default()),
             _ => {

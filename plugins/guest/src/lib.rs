@@ -30,6 +30,7 @@
 
 pub mod entropy;
 pub mod http;
+pub mod sqlite;
 pub mod log;
 mod memory;
 #[doc(hidden)]

@@ -11,3 +11,23 @@ extern "C" {
     pub fn http_register(ptr: *const u8, len: u32) -> u32;
     pub fn http_respond(ptr: *const u8, len: u32) -> u32;
 }
+
+#[link(wasm_import_module = "pulp")]
+extern "C" {
+    pub fn sqlite_exec(
+        q_ptr: *const u8,
+        q_len: u32,
+        p_ptr: *const u8,
+        p_len: u32,
+        res_ptr_out: *mut u32,
+        res_len_out: *mut u32,
+    ) -> u32;
+    pub fn sqlite_query(
+        q_ptr: *const u8,
+        q_len: u32,
+        p_ptr: *const u8,
+        p_len: u32,
+        rows_ptr_out: *mut u32,
+        rows_len_out: *mut u32,
+    ) -> u32;
+}

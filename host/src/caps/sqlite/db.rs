@@ -1,0 +1,342 @@
+//! One plugin instance's database: the connection, its settings and the two
+//! operations the imports expose.
+
+use super::sandbox::{self, Deadline, Refusals};
+use pulp_abi::sqlite::{ExecResult, QueryResult, Value};
+use rusqlite::config::DbConfig;
+use rusqlite::limits::Limit;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a statement waits for a lock held by another connection to the
+/// same file (a second host on the same data directory, an operator's
+/// `sqlite3` shell) before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection: plugins tend to run the same few
+/// statements on every step, and re-preparing them dominates small queries.
+const STATEMENT_CACHE: usize = 64;
+
+/// Size and count limits on one query result.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultLimits {
+    /// Largest encoded result, bytes.
+    pub max_bytes: usize,
+    /// Most rows.
+    pub max_rows: usize,
+}
+
+/// Why a call failed, before it becomes a code.
+#[derive(Debug)]
+pub enum DbError {
+    /// SQLite (or rusqlite) refused or failed the statement.
+    Sql(rusqlite::Error),
+    /// The result is over a [`ResultLimits`] bound.
+    Limit(String),
+    /// The result could not be encoded as MessagePack.
+    Encode(String),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sql(e)
+    }
+}
+
+/// The per-instance state kept in the plugin's `PluginState` slot.
+///
+/// One connection per instance, used only from the instance's thread, so a
+/// `BEGIN` in one call and `COMMIT` in a later one are the same transaction.
+pub struct Database {
+    /// The open connection.
+    pub conn: Connection,
+    /// Armed for each host call; checked by the progress handler.
+    pub deadline: Arc<Deadline>,
+    /// The authorizer's last refusal.
+    pub refusals: Arc<Refusals>,
+    /// The plugin's call budget: how long one statement may run.
+    pub budget: Duration,
+    /// Result limits from `[grants."storage.sqlite"]`.
+    pub limits: ResultLimits,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path` with the durability
+    /// and sandbox settings every plugin gets.
+    pub fn open(
+        path: &Path,
+        budget: Duration,
+        max_value_bytes: u32,
+        limits: ResultLimits,
+    ) -> Result<Database, rusqlite::Error> {
+        // No SQLITE_OPEN_URI: the path is a plain file name, never a URI with options.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT.min(budget))?;
+        // WAL: readers never block the writer and a commit is one append.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), "sqlite: WAL journal not available, using {mode}");
+        }
+        // FULL: the WAL is synced at every commit, so a write `sqlite_exec`
+        // reported as done survives kill -9 and power loss alike.
+        conn.execute_batch("PRAGMA synchronous=FULL")?;
+        // Defensive: no writable_schema, no journal_mode=OFF, no direct
+        // writes to shadow tables: a plugin cannot corrupt its own file.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        // A value larger than the guest buffer could never be returned; refusing
+        // it early keeps a `randomblob(1e9)` from exhausting host memory.
+        let max_len = i32::try_from(max_value_bytes).unwrap_or(i32::MAX).max(1);
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, max_len)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+
+        let refusals = Arc::new(Refusals::default());
+        conn.authorizer(Some(sandbox::authorizer(refusals.clone())));
+        let deadline = Deadline::new();
+        let watch = deadline.clone();
+        conn.progress_handler(sandbox::PROGRESS_OPS, Some(move || watch.passed()));
+        Ok(Database {
+            conn,
+            deadline,
+            refusals,
+            budget,
+            limits,
+        })
+    }
+
+    /// Runs `f` with the deadline armed and no stale refusal recorded.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, DbError>) -> Result<T, DbError> {
+        let _ = self.refusals.take();
+        self.deadline.arm(self.budget);
+        let result = f();
+        self.deadline.disarm();
+        result
+    }
+
+    /// Runs one statement, stepping through (and discarding) any rows it
+    /// returns, so `PRAGMA x = y` and `INSERT ... RETURNING` work here too.
+    pub fn exec(&self, sql: &str, params: Vec<SqlValue>) -> Result<ExecResult, DbError> {
+        self.guarded(|| {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let before = self.conn.total_changes();
+            let mut rows = stmt.query(params_from_iter(params))?;
+            while rows.next()?.is_some() {}
+            drop(rows);
+            // `changes()` keeps the count of the last INSERT/UPDATE/DELETE, so a
+            // statement that changed nothing (DDL, BEGIN) would report a stale one.
+            let rows_affected = if self.conn.total_changes() == before {
+                0
+            } else {
+                self.conn.changes()
+            };
+            Ok(ExecResult {
+                rows_affected,
+                last_insert_id: self.conn.last_insert_rowid(),
+            })
+        })
+    }
+
+    /// Runs one statement and collects its rows, stopping with
+    /// [`DbError::Limit`] as soon as the result is over a limit.
+    pub fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<QueryResult, DbError> {
+        let limits = self.limits;
+        self.guarded(|| {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+            let width = columns.len();
+            let mut size: usize = columns.iter().map(|c| c.len() + 1).sum();
+            let mut out: Vec<Vec<Value>> = Vec::new();
+            let mut rows = stmt.query(params_from_iter(params))?;
+            while let Some(row) = rows.next()? {
+                if out.len() >= limits.max_rows {
+                    return Err(DbError::Limit(format!(
+                        "query returned more than max_rows = {} rows",
+                        limits.max_rows
+                    )));
+                }
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    let value = from_sql(row.get_ref(i)?);
+                    size = size.saturating_add(min_encoded_len(&value));
+                    values.push(value);
+                }
+                if size > limits.max_bytes {
+                    return Err(DbError::Limit(format!(
+                        "query result is over max_result_kb = {} KiB",
+                        limits.max_bytes / 1024
+                    )));
+                }
+                out.push(values);
+            }
+            Ok(QueryResult { columns, rows: out })
+        })
+    }
+
+    /// Encodes a query result for the guest, refusing it when the exact
+    /// encoded size is over the limit (the running count in [`Database::query`]
+    /// is only a lower bound).
+    pub fn encode_result(&self, result: &QueryResult) -> Result<Vec<u8>, DbError> {
+        let bytes = rmp_serde::to_vec_named(result).map_err(|e| DbError::Encode(e.to_string()))?;
+        if bytes.len() > self.limits.max_bytes {
+            return Err(DbError::Limit(format!(
+                "query result of {} bytes is over max_result_kb = {} KiB",
+                bytes.len(),
+                self.limits.max_bytes / 1024
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Rolls back a transaction the plugin left open, so the next instance
+    /// starts from the last commit and no write lock outlives the instance.
+    pub fn rollback_open_transaction(&self) -> Result<bool, rusqlite::Error> {
+        self.deadline.disarm();
+        if self.conn.is_autocommit() {
+            return Ok(false);
+        }
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(true)
+    }
+}
+
+/// A wire value as SQLite binds it. SQLite has no boolean: 0 / 1.
+pub fn to_sql(value: Value) -> SqlValue {
+    match value {
+        Value::Nil => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(b)),
+        Value::Int(n) => SqlValue::Integer(n),
+        Value::Float(f) => SqlValue::Real(f),
+        Value::Str(s) => SqlValue::Text(s),
+        Value::Bin(b) => SqlValue::Blob(b),
+    }
+}
+
+/// A SQLite value on the wire, keeping its storage class.
+///
+/// SQLite does not check that TEXT is valid UTF-8 (a plugin can store any
+/// bytes with `CAST(x AS TEXT)`); such text is repaired with U+FFFD rather
+/// than failing the whole query.
+pub fn from_sql(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Nil,
+        ValueRef::Integer(n) => Value::Int(n),
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(t) => Value::Str(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Bin(b.to_vec()),
+    }
+}
+
+/// The fewest bytes `value` takes in MessagePack: a cheap running lower bound,
+/// so an oversized result is abandoned early; the exact size is checked once
+/// the result is encoded.
+fn min_encoded_len(value: &Value) -> usize {
+    match value {
+        Value::Nil | Value::Bool(_) | Value::Int(_) => 1,
+        Value::Float(_) => 9,
+        Value::Str(s) => s.len() + 1,
+        Value::Bin(b) => b.len() + 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Database {
+        Database::open(
+            &dir.join("data.db"),
+            Duration::from_millis(200),
+            1 << 20,
+            ResultLimits {
+                max_bytes: 64 * 1024,
+                max_rows: 100,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn values_keep_their_types_through_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.exec("CREATE TABLE t (v)", vec![]).unwrap();
+        let values = vec![
+            Value::Nil,
+            Value::Int(-5),
+            Value::Float(2.5),
+            Value::Str("s".into()),
+            Value::Bin(vec![0, 255]),
+        ];
+        for v in &values {
+            let r = db
+                .exec("INSERT INTO t (v) VALUES (?1)", vec![to_sql(v.clone())])
+                .unwrap();
+            assert_eq!(r.rows_affected, 1);
+        }
+        let q = db.query("SELECT v FROM t ORDER BY rowid", vec![]).unwrap();
+        assert_eq!(q.columns, vec!["v".to_string()]);
+        let got: Vec<Value> = q.rows.into_iter().flatten().collect();
+        assert_eq!(got, values);
+        let ddl = db.exec("CREATE TABLE u (x)", vec![]).unwrap();
+        assert_eq!(ddl.rows_affected, 0);
+    }
+
+    #[test]
+    fn sandbox_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let other = dir.path().join("other.db");
+        for sql in [
+            format!("ATTACH '{}' AS o", other.display()),
+            format!("VACUUM INTO '{}'", other.display()),
+            "SELECT load_extension('x')".to_string(),
+        ] {
+            let err = db.exec(&sql, vec![]).unwrap_err();
+            assert!(matches!(err, DbError::Sql(_)), "{sql}: {err:?}");
+        }
+        assert!(!other.exists());
+    }
+
+    #[test]
+    fn runaway_query_is_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        match db.query(sql, vec![]) {
+            Err(DbError::Sql(e)) => assert_eq!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::OperationInterrupted)
+            ),
+            other => panic!("not interrupted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn results_over_the_limits_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 101) SELECT x FROM c";
+        assert!(matches!(db.query(many, vec![]), Err(DbError::Limit(_))));
+        let big = "SELECT randomblob(70000)";
+        assert!(matches!(db.query(big, vec![]), Err(DbError::Limit(_))));
+    }
+
+    #[test]
+    fn transactions_span_calls_and_are_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.exec("CREATE TABLE t (v)", vec![]).unwrap();
+        db.exec("BEGIN", vec![]).unwrap();
+        db.exec("INSERT INTO t VALUES (1)", vec![]).unwrap();
+        assert!(db.rollback_open_transaction().unwrap());
+        assert!(!db.rollback_open_transaction().unwrap());
+        let q = db.query("SELECT count(*) FROM t", vec![]).unwrap();
+        assert_eq!(q.rows, vec![vec![Value::Int(0)]]);
+    }
+}

@@ -1,0 +1,308 @@
+//! `storage.sqlite` (gated): one SQLite database per plugin, through two imports.
+//!
+//! ```text
+//! sqlite_exec (q_ptr, q_len, p_ptr, p_len, res_ptr_out, res_len_out) -> code   {rows_affected, last_insert_id}
+//! sqlite_query(q_ptr, q_len, p_ptr, p_len, rows_ptr_out, rows_len_out) -> code  {columns, rows}
+//! ```
+//!
+//! The query is UTF-8 SQL text, one statement; the params are empty (no
+//! parameters) or a MessagePack array of [`Value`]s bound by position. Values
+//! keep their SQLite storage class both ways (see [`pulp_abi::sqlite`]).
+//!
+//! The database lives at `{data dir}/{plugin name}/data.db`, opened once per
+//! instance in [`Capability::instantiate`]: the connection outlives single
+//! calls, so `BEGIN` in one step and `COMMIT` in a later one form one
+//! transaction. A transaction still open when the instance stops or fails is
+//! rolled back in [`Capability::release`]. Durability: WAL journal with
+//! `synchronous=FULL`, so a write reported as done is on disk.
+//!
+//! Codes beyond the common ones: 3 for SQL that is not UTF-8 or params that
+//! do not decode, 4 for statements the sandbox refuses (see [`sandbox`]) or a
+//! wrong parameter count, 5 for SQL errors and for a statement interrupted
+//! at the plugin's call budget, 9 for a result over `max_result_kb` /
+//! `max_rows`.
+
+mod db;
+mod sandbox;
+
+use db::{Database, DbError, ResultLimits};
+use pulp_abi::names::IMPORT_MODULE;
+use pulp_abi::sqlite::Value;
+use pulp_ext::{
+    guest, host_fn, Capability, CapabilityError, Code, HostError, ImportSpec, PluginInfo,
+    PluginState, ValKind,
+};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::ErrorCode;
+use serde::Deserialize;
+use std::path::PathBuf;
+use wasmtime::{Caller, Linker};
+
+/// The capability's name in manifests.
+pub const NAME: &str = "storage.sqlite";
+
+/// The database file inside the plugin's data directory.
+const DB_FILE: &str = "data.db";
+
+/// `[grants."storage.sqlite"]`: limits on what one query may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteSettings {
+    /// Largest encoded `sqlite_query` result, KiB (default 1024).
+    pub max_result_kb: u32,
+    /// Most rows one `sqlite_query` may return (default 10 000).
+    pub max_rows: u32,
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        SqliteSettings {
+            max_result_kb: 1024,
+            max_rows: 10_000,
+        }
+    }
+}
+
+impl SqliteSettings {
+    /// Decodes and validates the plugin's settings, naming the bad key.
+    pub fn load(info: &PluginInfo) -> Result<Self, CapabilityError> {
+        let settings: SqliteSettings = info.settings(NAME)?;
+        for (key, value) in [
+            ("max_result_kb", settings.max_result_kb),
+            ("max_rows", settings.max_rows),
+        ] {
+            if value == 0 {
+                return Err(info.error(
+                    NAME,
+                    format!("in [grants.\"{NAME}\"]: {key} must be at least 1"),
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
+    fn limits(&self) -> ResultLimits {
+        ResultLimits {
+            max_bytes: (self.max_result_kb as usize).saturating_mul(1024),
+            max_rows: self.max_rows as usize,
+        }
+    }
+}
+
+/// Where a plugin's database lives.
+pub fn database_path(info: &PluginInfo) -> PathBuf {
+    info.data_dir.join(DB_FILE)
+}
+
+/// The `storage.sqlite` capability. Stateless itself: each instance's
+/// connection lives in its `PluginState`.
+pub struct SqliteCapability;
+
+const SQL_CALL: &[ValKind] = &[
+    ValKind::I32,
+    ValKind::I32,
+    ValKind::I32,
+    ValKind::I32,
+    ValKind::I32,
+    ValKind::I32,
+];
+
+const IMPORTS: &[ImportSpec] = &[
+    ImportSpec::new("sqlite_exec", SQL_CALL, &[ValKind::I32]),
+    ImportSpec::new("sqlite_query", SQL_CALL, &[ValKind::I32]),
+];
+
+impl Capability for SqliteCapability {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn summary(&self) -> &str {
+        "a private SQLite database per plugin (WAL, synchronous=FULL, sandboxed): sqlite_exec, sqlite_query"
+    }
+
+    fn imports(&self) -> &[ImportSpec] {
+        IMPORTS
+    }
+
+    fn link(&self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+        linker.func_wrap(
+            IMPORT_MODULE,
+            "sqlite_exec",
+            |mut caller: Caller<'_, PluginState>,
+             q_ptr: u32,
+             q_len: u32,
+             p_ptr: u32,
+             p_len: u32,
+             out_ptr: u32,
+             out_len: u32| {
+                let result = read_call(&mut caller, q_ptr, q_len, p_ptr, p_len)
+                    .and_then(|(sql, params)| run(&caller, |db| db.exec(&sql, params)))
+                    .and_then(|res| guest::write_msgpack(&mut caller, &res, out_ptr, out_len));
+                host_fn::finish(&caller, "sqlite_exec", result)
+            },
+        )?;
+        linker.func_wrap(
+            IMPORT_MODULE,
+            "sqlite_query",
+            |mut caller: Caller<'_, PluginState>,
+             q_ptr: u32,
+             q_len: u32,
+             p_ptr: u32,
+             p_len: u32,
+             out_ptr: u32,
+             out_len: u32| {
+                let result = read_call(&mut caller, q_ptr, q_len, p_ptr, p_len)
+                    .and_then(|(sql, params)| {
+                        run(&caller, |db| {
+                            let rows = db.query(&sql, params)?;
+                            db.encode_result(&rows)
+                        })
+                    })
+                    .and_then(|bytes| guest::write_out(&mut caller, &bytes, out_ptr, out_len));
+                host_fn::finish(&caller, "sqlite_query", result)
+            },
+        )?;
+        Ok(())
+    }
+
+    fn prepare(&self, plugin: &PluginInfo) -> Result<Vec<String>, CapabilityError> {
+        let settings = SqliteSettings::load(plugin)?;
+        let mut lines = vec![format!(
+            "sqlite database: {}, max result {} KiB, max {} rows",
+            database_path(plugin).display(),
+            settings.max_result_kb,
+            settings.max_rows
+        )];
+        let max_buffer_kb = plugin.limits.max_buffer / 1024;
+        if settings.max_result_kb > max_buffer_kb {
+            lines.push(format!(
+                "sqlite: max_result_kb ({}) is above limits.max_buffer_kb ({max_buffer_kb}): results are capped at the smaller",
+                settings.max_result_kb
+            ));
+        }
+        Ok(lines)
+    }
+
+    fn instantiate(&self, state: &mut PluginState) -> Result<(), CapabilityError> {
+        let info = state.info().clone();
+        let settings = SqliteSettings::load(&info)?;
+        std::fs::create_dir_all(&info.data_dir).map_err(|e| {
+            info.error(
+                NAME,
+                format!("cannot create {}: {e}", info.data_dir.display()),
+            )
+        })?;
+        let path = database_path(&info);
+        let db = Database::open(
+            &path,
+            info.limits.call_budget,
+            info.limits.max_buffer,
+            settings.limits(),
+        )
+        .map_err(|e| info.error(NAME, format!("cannot open {}: {e}", path.display())))?;
+        state.insert_slot(db);
+        Ok(())
+    }
+
+    /// Rolls back a transaction the plugin left open, then closes the
+    /// connection (which checkpoints the WAL). Runs on shutdown and on failure.
+    fn release(&self, state: &mut PluginState) {
+        let Some(db) = state.take_slot::<Database>() else {
+            return;
+        };
+        let plugin = state.info().name.clone();
+        match db.rollback_open_transaction() {
+            Ok(true) => {
+                tracing::info!(plugin = %plugin, "sqlite: rolled back the transaction left open")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(plugin = %plugin, "sqlite: rolling back the open transaction failed: {e}")
+            }
+        }
+        if let Err((_, e)) = db.conn.close() {
+            tracing::warn!(plugin = %plugin, "sqlite: closing the database failed: {e}");
+        }
+    }
+}
+
+/// Reads the SQL text and the parameters of a call from guest memory.
+fn read_call(
+    caller: &mut Caller<'_, PluginState>,
+    q_ptr: u32,
+    q_len: u32,
+    p_ptr: u32,
+    p_len: u32,
+) -> Result<(String, Vec<SqlValue>), HostError> {
+    if q_len == 0 {
+        return Err(HostError::code(Code::EmptyInput, "empty SQL"));
+    }
+    let sql = String::from_utf8(guest::read(caller, q_ptr, q_len)?)
+        .map_err(|e| HostError::code(Code::DecodeFailed, format!("SQL is not UTF-8: {e}")))?;
+    let params = if p_len == 0 {
+        Vec::new()
+    } else {
+        let bytes = guest::read(caller, p_ptr, p_len)?;
+        let values: Vec<Value> = rmp_serde::from_slice(&bytes).map_err(|e| {
+            HostError::code(
+                Code::DecodeFailed,
+                format!("params are not a MessagePack array of values: {e}"),
+            )
+        })?;
+        values.into_iter().map(db::to_sql).collect()
+    };
+    Ok((sql, params))
+}
+
+/// Runs `op` on the instance's database and turns its failure into a code.
+fn run<T>(
+    caller: &Caller<'_, PluginState>,
+    op: impl FnOnce(&Database) -> Result<T, DbError>,
+) -> Result<T, HostError> {
+    let state = caller.data();
+    let db = state.slot::<Database>().ok_or_else(|| {
+        HostError::failed("no database: the instance is not set up or was released")
+    })?;
+    op(db).map_err(|e| host_error(state.info(), db, e))
+}
+
+/// The code for a failed call. Sandbox refusals and interruptions are logged
+/// at warn with the plugin's name: they mean the plugin tried something it
+/// may not, or ran away; plain SQL errors are the plugin's own business and
+/// only reach the debug log (through `host_fn::finish`).
+fn host_error(info: &PluginInfo, db: &Database, err: DbError) -> HostError {
+    let e = match err {
+        DbError::Limit(msg) => return HostError::code(Code::LimitExceeded, msg),
+        DbError::Encode(msg) => return HostError::failed(msg),
+        DbError::Sql(e) => e,
+    };
+    let code = e.sqlite_error_code();
+    let refusal = db.refusals.take();
+    if refusal.is_some() || code == Some(ErrorCode::AuthorizationForStatementDenied) {
+        let reason = refusal.unwrap_or_else(|| "statement refused by the sandbox".to_string());
+        tracing::warn!(plugin = %info.name, sqlite = %e, "sqlite: {reason}");
+        return HostError::invalid(format!("{reason} ({e})"));
+    }
+    match code {
+        Some(ErrorCode::OperationInterrupted) => {
+            let msg = format!(
+                "statement interrupted: it ran past the call budget of {} ms",
+                db.budget.as_millis()
+            );
+            tracing::warn!(plugin = %info.name, "sqlite: {msg}");
+            HostError::failed(msg)
+        }
+        Some(ErrorCode::TooBig) => HostError::code(Code::LimitExceeded, e.to_string()),
+        _ if matches!(
+            e,
+            rusqlite::Error::InvalidParameterCount(..)
+                | rusqlite::Error::InvalidParameterName(_)
+                | rusqlite::Error::MultipleStatement
+        ) =>
+        {
+            HostError::invalid(e.to_string())
+        }
+        _ => HostError::failed(e.to_string()),
+    }
+}
