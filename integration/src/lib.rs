@@ -2,6 +2,7 @@
 //! the built plugins and the `pulp` binary are, and small WAT plugins.
 
 pub mod http_client;
+pub mod sql_runner;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

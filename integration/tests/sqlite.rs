@@ -6,49 +6,11 @@ use pulp_abi::sqlite::{ExecResult, QueryResult, Value};
 use pulp_ext::{EventRejected, EventSink};
 use pulp_host::caps::SqliteCapability;
 use pulp_host::{FaultKind, Host, Plugin, PluginFault};
-use pulp_integration::{wat_plugin, ScratchPlugin};
+use pulp_integration::sql_runner::{payload, runner_wat, EXEC, QUERY};
+use pulp_integration::ScratchPlugin;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Step payload: `op u32 (0 exec, 1 query) | sql_len u32 | params_len u32 | sql | params`.
-/// The step returns 1 (output = the result bytes) or minus the import's code.
-const RUNNER: &str = r#"
-  (local $p i32) (local $q i32) (local $ql i32) (local $pl i32) (local $code i32)
-  (local.set $p (i32.add (local.get $ptr) (i32.const 20)))
-  (local.set $ql (i32.load offset=4 (local.get $p)))
-  (local.set $pl (i32.load offset=8 (local.get $p)))
-  (local.set $q (i32.add (local.get $p) (i32.const 12)))
-  (local.set $code
-    (if (result i32) (i32.eqz (i32.load (local.get $p)))
-      (then (call $exec (local.get $q) (local.get $ql) (i32.add (local.get $q) (local.get $ql)) (local.get $pl) (i32.const 8) (i32.const 12)))
-      (else (call $query (local.get $q) (local.get $ql) (i32.add (local.get $q) (local.get $ql)) (local.get $pl) (i32.const 8) (i32.const 12)))))
-  (if (result i32) (local.get $code) (then (i32.sub (i32.const 0) (local.get $code))) (else (i32.const 1)))"#;
-
-const IMPORTS: &str = r#"
-  (import "pulp" "sqlite_exec" (func $exec (param i32 i32 i32 i32 i32 i32) (result i32)))
-  (import "pulp" "sqlite_query" (func $query (param i32 i32 i32 i32 i32 i32) (result i32)))"#;
-
-/// `pulp_output` for the runner, and a bump allocator that wraps within 1 MiB.
-const EXTRA: &str = r#"
-  (global $bump (mut i32) (i32.const 65536))
-  (func (export "pulp_output") (param i32) (result i64)
-    (i64.or (i64.shl (i64.extend_i32_u (i32.load (i32.const 8))) (i64.const 32)) (i64.extend_i32_u (i32.load (i32.const 12)))))"#;
-
-fn runner_wat() -> String {
-    // Replace the fixed-buffer allocator of wat_plugin with a bump allocator: the
-    // envelope and the result must not overlap.
-    wat_plugin(IMPORTS, RUNNER, EXTRA)
-        .replace("(memory (export \"memory\") 2)", "(memory (export \"memory\") 32)")
-        .replace(
-            "(if (result i32) (i32.gt_u (local.get $n) (i32.const 60000)) (then (i32.const 0)) (else (i32.const 1024))))",
-            "(local $at i32)
-    (if (i32.gt_u (i32.add (global.get $bump) (local.get $n)) (i32.const 2097152)) (then (global.set $bump (i32.const 65536))))
-    (local.set $at (global.get $bump))
-    (global.set $bump (i32.add (global.get $bump) (i32.add (local.get $n) (i32.const 8))))
-    (local.get $at))",
-        )
-}
 
 struct NoEvents;
 impl EventSink for NoEvents {
@@ -94,18 +56,7 @@ impl Db {
         sql: &str,
         params: &[Value],
     ) -> Result<Result<Vec<u8>, i32>, PluginFault> {
-        let params = if params.is_empty() {
-            Vec::new()
-        } else {
-            rmp_serde::to_vec(params).unwrap()
-        };
-        let mut payload = Vec::new();
-        payload.extend_from_slice(&op.to_le_bytes());
-        payload.extend_from_slice(&(sql.len() as u32).to_le_bytes());
-        payload.extend_from_slice(&(params.len() as u32).to_le_bytes());
-        payload.extend_from_slice(sql.as_bytes());
-        payload.extend_from_slice(&params);
-        let outcome = self.plugin.step(&payload)?;
+        let outcome = self.plugin.step(&payload(op, sql, params))?;
         Ok(match outcome.handle {
             1 => Ok(outcome.output.expect("runner exports pulp_output")),
             code => Err(-code),
@@ -113,13 +64,13 @@ impl Db {
     }
 
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<ExecResult, i32> {
-        self.call(0, sql, params)
+        self.call(EXEC, sql, params)
             .unwrap()
             .map(|b| rmp_serde::from_slice(&b).unwrap())
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<QueryResult, i32> {
-        self.call(1, sql, params)
+        self.call(QUERY, sql, params)
             .unwrap()
             .map(|b| rmp_serde::from_slice(&b).unwrap())
     }
@@ -332,11 +283,7 @@ fn the_imports_are_stubs_without_the_capability() {
     let mut plugin =
         Plugin::instantiate(Arc::new(prepared), host.clock().clone(), Arc::new(NoEvents)).unwrap();
     plugin.init(&[]).unwrap();
-    let mut payload = Vec::new();
-    for word in [0u32, 8, 0] {
-        payload.extend_from_slice(&word.to_le_bytes());
-    }
-    payload.extend_from_slice(b"SELECT 1");
+    let payload = payload(EXEC, "SELECT 1", &[]);
     assert_eq!(plugin.step(&payload).unwrap().handle, -99);
     assert!(
         !dir.path().join("nocap").exists(),
