@@ -85,8 +85,8 @@ pub trait EventSink: Send + Sync {
 pub struct GuestExports {
     /// The guest's linear memory.
     pub memory: Memory,
-    /// `pulp_alloc`.
-    pub alloc: TypedFunc<u32, u32>,
+    /// `pulp_alloc`, shared: cloning a `TypedFunc` itself clones its type.
+    pub alloc: Arc<TypedFunc<u32, u32>>,
 }
 
 /// The data of a plugin's wasmtime store: everything its host functions can reach.

@@ -80,6 +80,7 @@ struct Exports {
     step: TypedFunc<(u32, u32), i32>,
     shutdown: TypedFunc<(), i32>,
     output: Option<TypedFunc<i32, i64>>,
+    initialize: Option<TypedFunc<(), ()>>,
     probes: Vec<(String, wasmtime::Func)>,
 }
 
@@ -133,7 +134,7 @@ impl Plugin {
             Exports::look_up(&instance, &mut store).map_err(|m| setup(FaultKind::Abi(m)))?;
         store.data_mut().set_guest(GuestExports {
             memory: exports.memory,
-            alloc: exports.alloc.clone(),
+            alloc: Arc::new(exports.alloc.clone()),
         });
         for cap in &prepared.granted {
             cap.capability
@@ -153,7 +154,8 @@ impl Plugin {
         if let Ok(initialize) =
             instance.get_typed_func::<(), ()>(&mut plugin.store, names::INITIALIZE)
         {
-            plugin.call(names::INITIALIZE, &initialize, ())?;
+            plugin.exports.initialize = Some(initialize);
+            plugin.call_optional(names::INITIALIZE, |e| e.initialize.as_ref(), ())?;
         }
         Ok(plugin)
     }
@@ -175,8 +177,7 @@ impl Plugin {
         } else {
             self.write_guest(names::INIT, &[config])?
         };
-        let init = self.exports.init.clone();
-        let code = self.call(names::INIT, &init, (ptr, len));
+        let code = self.call(names::INIT, |e| &e.init, (ptr, len));
         self.free(ptr, len);
         match code? {
             0 => Ok(()),
@@ -199,8 +200,7 @@ impl Plugin {
             .header()
             .map_err(|e| self.fault(names::STEP, FaultKind::Abi(e.to_string())))?;
         let (ptr, len) = self.write_guest(names::STEP, &[&header, payload])?;
-        let step = self.exports.step.clone();
-        let handle = self.call(names::STEP, &step, (ptr, len));
+        let handle = self.call(names::STEP, |e| &e.step, (ptr, len));
         self.free(ptr, len);
         let handle = handle?;
         let output = if handle > 0 {
@@ -217,8 +217,7 @@ impl Plugin {
 
     /// Calls `pulp_shutdown`, then releases the plugin's capability state.
     pub fn shutdown(&mut self) -> Result<(), PluginFault> {
-        let shutdown = self.exports.shutdown.clone();
-        let result = match self.call(names::SHUTDOWN, &shutdown, ()) {
+        let result = match self.call(names::SHUTDOWN, |e| &e.shutdown, ()) {
             Ok(0) => Ok(()),
             Ok(code) => Err(self.fault(names::SHUTDOWN, FaultKind::ErrorCode(code))),
             Err(e) => Err(e),
@@ -273,8 +272,7 @@ impl Plugin {
             ));
         }
         let len = total as u32;
-        let alloc = self.exports.alloc.clone();
-        let ptr = self.call(names::ALLOC, &alloc, len)?;
+        let ptr = self.call(names::ALLOC, |e| &e.alloc, len)?;
         let data = self.exports.memory.data_mut(&mut self.store);
         let size = data.len();
         let range = match checked_range(ptr, len, size) {
@@ -295,10 +293,12 @@ impl Plugin {
     }
 
     fn read_output(&mut self, handle: i32) -> Result<Option<Vec<u8>>, PluginFault> {
-        let Some(output) = self.exports.output.clone() else {
+        if self.exports.output.is_none() {
             return Ok(None);
-        };
-        let packed = self.call(names::OUTPUT, &output, handle)? as u64;
+        }
+        let packed = self
+            .call_optional(names::OUTPUT, |e| e.output.as_ref(), handle)?
+            .unwrap_or(0) as u64;
         let (ptr, len) = ((packed >> 32) as u32, packed as u32);
         if len == 0 {
             return Ok(Some(Vec::new()));
@@ -327,28 +327,57 @@ impl Plugin {
         if len == 0 {
             return;
         }
-        if let Some(free) = self.exports.free.clone() {
-            if let Err(e) = self.call(names::FREE, &free, (ptr, len)) {
-                tracing::warn!(plugin = %self.name, "{e}");
-            }
+        if let Err(e) = self.call_optional(names::FREE, |e| e.free.as_ref(), (ptr, len)) {
+            tracing::warn!(plugin = %self.name, "{e}");
         }
     }
 
+    /// Calls the export `pick` selects, under the call budget. The export is
+    /// borrowed, not cloned: cloning a `TypedFunc` clones its type, which shows
+    /// up on the step path.
     fn call<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
         &mut self,
         export: &'static str,
-        func: &TypedFunc<P, R>,
+        pick: impl FnOnce(&Exports) -> &TypedFunc<P, R>,
         params: P,
     ) -> Result<R, PluginFault> {
-        self.store.set_epoch_deadline(self.budget_ticks);
-        let result = {
-            let _running = self.clock.enter();
-            func.call(&mut self.store, params)
+        let func = pick(&self.exports);
+        run_guest(
+            &mut self.store,
+            &self.clock,
+            self.budget_ticks,
+            func,
+            params,
+        )
+        .map_err(|e| self.fault_from(export, &e))
+    }
+
+    /// Like [`Plugin::call`] for an optional export: `Ok(None)` when absent.
+    fn call_optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        export: &'static str,
+        pick: impl FnOnce(&Exports) -> Option<&TypedFunc<P, R>>,
+        params: P,
+    ) -> Result<Option<R>, PluginFault> {
+        let Some(func) = pick(&self.exports) else {
+            return Ok(None);
         };
-        result.map_err(|e| {
-            let kind = classify(&e, self.prepared.manifest.limits.call_timeout);
-            self.fault(export, kind)
-        })
+        run_guest(
+            &mut self.store,
+            &self.clock,
+            self.budget_ticks,
+            func,
+            params,
+        )
+        .map(Some)
+        .map_err(|e| self.fault_from(export, &e))
+    }
+
+    fn fault_from(&self, export: &'static str, err: &wasmtime::Error) -> PluginFault {
+        self.fault(
+            export,
+            classify(err, self.prepared.manifest.limits.call_timeout),
+        )
     }
 
     fn fault(&self, export: &'static str, kind: FaultKind) -> PluginFault {
@@ -365,6 +394,19 @@ impl Drop for Plugin {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// One guest call with a fresh epoch deadline, marked as running for the timer.
+fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    store: &mut Store<PluginState>,
+    clock: &EpochClock,
+    budget_ticks: u64,
+    func: &TypedFunc<P, R>,
+    params: P,
+) -> wasmtime::Result<R> {
+    store.set_epoch_deadline(budget_ticks);
+    let _running = clock.enter();
+    func.call(store, params)
 }
 
 /// Turns a wasmtime error from a guest call into a fault kind.
@@ -415,6 +457,7 @@ impl Exports {
                 .get_typed_func(&mut *store, names::SHUTDOWN)
                 .map_err(required)?,
             output: instance.get_typed_func(&mut *store, names::OUTPUT).ok(),
+            initialize: None,
             probes,
         })
     }

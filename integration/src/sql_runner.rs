@@ -3,8 +3,11 @@
 //! as its step output: the SQLite tests and benchmark drive the real
 //! capability with it, with no guest SDK in between.
 //!
-//! Step payload: `op u32 (0 exec, 1 query) | sql_len u32 | params_len u32 | sql | params`.
-//! The step returns 1 (output = the result bytes) or minus the import's code.
+//! Step payload: `op u32 | sql_len u32 | params_len u32 | sql | params`, where
+//! bit 0 of `op` picks `sqlite_query` over `sqlite_exec` and bit 1 keeps the
+//! result in guest memory (as a plugin decoding it itself would) instead of
+//! returning it. The step returns 1 (output = the result bytes), 0 (result
+//! kept) or minus the import's code.
 
 use pulp_abi::sqlite::Value;
 
@@ -12,6 +15,8 @@ use pulp_abi::sqlite::Value;
 pub const EXEC: u32 = 0;
 /// `op` for `sqlite_query`.
 pub const QUERY: u32 = 1;
+/// Added to `op`: leave the result in guest memory; the step returns 0.
+pub const KEEP: u32 = 2;
 
 const RUNNER: &str = r#"
   (local $p i32) (local $q i32) (local $ql i32) (local $pl i32) (local $code i32)
@@ -20,10 +25,12 @@ const RUNNER: &str = r#"
   (local.set $pl (i32.load offset=8 (local.get $p)))
   (local.set $q (i32.add (local.get $p) (i32.const 12)))
   (local.set $code
-    (if (result i32) (i32.eqz (i32.load (local.get $p)))
+    (if (result i32) (i32.eqz (i32.and (i32.load (local.get $p)) (i32.const 1)))
       (then (call $exec (local.get $q) (local.get $ql) (i32.add (local.get $q) (local.get $ql)) (local.get $pl) (i32.const 8) (i32.const 12)))
       (else (call $query (local.get $q) (local.get $ql) (i32.add (local.get $q) (local.get $ql)) (local.get $pl) (i32.const 8) (i32.const 12)))))
-  (if (result i32) (local.get $code) (then (i32.sub (i32.const 0) (local.get $code))) (else (i32.const 1)))"#;
+  (if (result i32) (local.get $code)
+    (then (i32.sub (i32.const 0) (local.get $code)))
+    (else (i32.eqz (i32.and (i32.load (local.get $p)) (i32.const 2)))))"#;
 
 const IMPORTS: &str = r#"
   (import "pulp" "sqlite_exec" (func $exec (param i32 i32 i32 i32 i32 i32) (result i32)))
