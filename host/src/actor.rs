@@ -7,6 +7,7 @@
 use crate::epoch::EpochClock;
 use crate::plugin::{Plugin, PluginFault, StepOutcome};
 use crate::prepared::PreparedPlugin;
+use crate::restart::RestartTracker;
 use pulp_ext::{EventRejected, EventSink};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -38,6 +39,12 @@ pub enum RunEvent {
         call_number: u64,
         code: i32,
     },
+    /// The plugin failed and will be restarted after `delay` (restart policy `on-failure`).
+    Restarting {
+        plugin: String,
+        fault: PluginFault,
+        delay: std::time::Duration,
+    },
     /// The plugin failed and was stopped.
     Failed { plugin: String, fault: PluginFault },
     /// The plugin stopped (`pulp_shutdown` called).
@@ -66,8 +73,25 @@ pub struct PluginSummary {
     pub outputs: u64,
     /// Steps that returned a negative code.
     pub step_errors: u64,
+    /// Times the plugin was restarted after a failure.
+    pub restarts: u32,
     /// Values of the `probe_*` exports, read before shutdown.
     pub probes: Vec<(String, i64)>,
+}
+
+impl PluginSummary {
+    /// A plugin that has done nothing yet.
+    pub fn new(name: String) -> Self {
+        PluginSummary {
+            name,
+            status: PluginStatus::Stopped,
+            steps: 0,
+            outputs: 0,
+            step_errors: 0,
+            restarts: 0,
+            probes: Vec::new(),
+        }
+    }
 }
 
 enum Mail {
@@ -123,17 +147,13 @@ impl RunningPlugin {
     pub fn join(self) -> PluginSummary {
         let name = self.name;
         self.thread.join().unwrap_or_else(|_| PluginSummary {
-            name: name.clone(),
             status: PluginStatus::Failed(PluginFault {
-                plugin: name,
+                plugin: name.clone(),
                 export: "actor",
                 call_number: 0,
                 kind: crate::plugin::FaultKind::Trap("actor thread panicked".into()),
             }),
-            steps: 0,
-            outputs: 0,
-            step_errors: 0,
-            probes: Vec::new(),
+            ..PluginSummary::new(name)
         })
     }
 }
@@ -183,44 +203,68 @@ struct Actor {
 impl Actor {
     fn run(self) -> PluginSummary {
         let name = self.prepared.manifest.name.clone();
-        let mut summary = PluginSummary {
-            name: name.clone(),
-            status: PluginStatus::Stopped,
-            steps: 0,
-            outputs: 0,
-            step_errors: 0,
-            probes: Vec::new(),
-        };
-        let started = Plugin::instantiate(
-            self.prepared.clone(),
-            self.clock.clone(),
-            Arc::new(self.mailbox.clone()),
-        )
-        .and_then(|mut plugin| plugin.init(&self.prepared.manifest.config).map(|_| plugin));
-        let mut plugin = match started {
-            Ok(plugin) => plugin,
-            Err(fault) => return self.failed(summary, fault),
-        };
-        let _ = self.events.send(RunEvent::Started {
-            plugin: name.clone(),
-        });
-        match self.step_loop(&mut plugin, &mut summary) {
-            Ok(()) => {
-                summary.probes = plugin.probes();
-                match plugin.shutdown() {
-                    Ok(()) => {
-                        let _ = self.events.send(RunEvent::Stopped { plugin: name });
-                        summary
-                    }
-                    Err(fault) => self.failed(summary, fault),
-                }
-            }
-            Err(fault) => {
-                plugin.release();
-                summary.probes = plugin.probes();
-                self.failed(summary, fault)
+        let mut summary = PluginSummary::new(name.clone());
+        let mut restarts = RestartTracker::new(self.prepared.manifest.restart);
+        loop {
+            let fault = match self.run_instance(&mut summary) {
+                Ok(()) => return summary,
+                Err(fault) => fault,
+            };
+            let delay = match restarts.after_failure(Instant::now()) {
+                Some(delay) if !self.stopping() => delay,
+                _ => return self.failed(summary, fault),
+            };
+            summary.restarts += 1;
+            tracing::warn!(plugin = %name, "{fault}; restart {} in {} ms", summary.restarts, delay.as_millis());
+            let _ = self.events.send(RunEvent::Restarting {
+                plugin: name.clone(),
+                fault: fault.clone(),
+                delay,
+            });
+            if !self.pause(delay) {
+                return self.failed(summary, fault);
             }
         }
+    }
+
+    /// One instance, from instantiation to `pulp_shutdown`; `Err` when it failed.
+    fn run_instance(&self, summary: &mut PluginSummary) -> Result<(), PluginFault> {
+        let events: Arc<dyn EventSink> = Arc::new(self.mailbox.clone());
+        let mut plugin = Plugin::instantiate(self.prepared.clone(), self.clock.clone(), events)?;
+        plugin.init(&self.prepared.manifest.config)?;
+        let _ = self.events.send(RunEvent::Started {
+            plugin: summary.name.clone(),
+        });
+        let result = self.step_loop(&mut plugin, summary);
+        if result.is_err() {
+            // Release first: HTTP clients waiting on this instance get their 503 now.
+            plugin.release();
+        }
+        summary.probes = plugin.probes();
+        result?;
+        plugin.shutdown()?;
+        let _ = self.events.send(RunEvent::Stopped {
+            plugin: summary.name.clone(),
+        });
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Waits out a restart backoff; false when a stop was asked for meanwhile.
+    /// Events keep queueing in the mailbox for the next instance.
+    fn pause(&self, delay: std::time::Duration) -> bool {
+        let until = Instant::now() + delay;
+        while !self.stopping() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
+        }
+        false
     }
 
     fn step_loop(

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod plugin;
 mod prepared;
 pub mod registry;
+pub mod restart;
 mod wasi_log;
 
 pub use actor::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};

@@ -5,6 +5,7 @@
 //! the line (where TOML gives one) and the key.
 
 use crate::config::config_to_msgpack;
+use crate::restart::{RawRestart, RestartPolicy};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -56,6 +57,8 @@ pub struct Manifest {
     pub tick: Duration,
     /// Resource limits.
     pub limits: Limits,
+    /// What happens after a failure.
+    pub restart: RestartPolicy,
     /// Per-capability settings, `[grants."<capability>"]`.
     pub grants: BTreeMap<String, toml::Table>,
     /// `[config]` encoded as MessagePack; empty when the table is absent or empty.
@@ -130,6 +133,7 @@ struct RawManifest {
     tick_ms: Option<Spanned<u64>>,
     #[serde(default)]
     limits: RawLimits,
+    restart: Option<Spanned<RawRestart>>,
     #[serde(default)]
     grants: BTreeMap<String, toml::Table>,
     #[serde(default)]
@@ -294,6 +298,15 @@ impl Manifest {
             None => defaults::CALL_TIMEOUT_MS,
         };
 
+        let restart = match raw.restart {
+            Some(r) => {
+                let span = r.span();
+                r.into_inner()
+                    .resolve()
+                    .map_err(|(key, message)| invalid(span, key, message))?
+            }
+            None => RestartPolicy::default(),
+        };
         let config = config_to_msgpack(&raw.config);
         Ok(Manifest {
             path: file,
@@ -314,6 +327,7 @@ impl Manifest {
                 max_buffer: max_buffer_kb * 1024,
                 mailbox: mailbox as usize,
             },
+            restart,
             grants: raw.grants,
             config,
         })
@@ -364,6 +378,19 @@ mod tests {
         assert_eq!(m.tick, DEFAULT_TICK);
         assert_eq!(m.limits.memory_bytes, 64 << 20);
         assert!(m.config.is_empty());
+    }
+
+    #[test]
+    fn restart_policy_is_parsed_and_checked() {
+        let m =
+            parse("name=\"a\"\nversion=\"1\"\n[restart]\npolicy=\"on-failure\"\nmax_restarts=3\n")
+                .unwrap();
+        assert!(m.restart.on_failure);
+        assert_eq!(m.restart.max_restarts, 3);
+        let err = parse("name=\"a\"\nversion=\"1\"\n[restart]\npolicy=\"always\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3: key `restart.policy`"), "{err}");
     }
 
     #[test]

@@ -164,7 +164,10 @@ fn print_summary(summaries: &[PluginSummary]) {
                 format!("failed ({} call {}: {})", f.export, f.call_number, f.kind)
             }
         };
-        let probes: String = s.probes.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        let mut probes: String = s.probes.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        if s.restarts > 0 {
+            probes = format!(" restarts={}{probes}", s.restarts);
+        }
         println!(
             "  {}: {state}; steps={} outputs={} step_errors={}{probes}",
             s.name, s.steps, s.outputs, s.step_errors

@@ -5,7 +5,8 @@
 //! - every `x-*` request header comes back, and the query string comes back
 //!   in `x-echo-query` (`k=v&k2=v2`, keys sorted);
 //! - `?sleep_ms=N` busy-waits N ms before answering, to show deadlines (504)
-//!   and graceful shutdown with requests in flight.
+//!   and graceful shutdown with requests in flight;
+//! - `?crash=1` panics (a trap), to show failure isolation and restarts.
 
 use pulp_guest::{export_plugin, http, Plugin, Step, StepResult};
 
@@ -22,6 +23,9 @@ impl Plugin for Echo {
 
     fn step(&mut self, step: Step<'_>) -> StepResult {
         let Some(req) = http::request(&step)? else { return Ok(None) };
+        if req.query.contains_key("crash") {
+            panic!("asked to crash by {}", req.path);
+        }
         if let Some(ms) = req.query.get("sleep_ms").and_then(|v| v.parse::<u64>().ok()) {
             let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
             while std::time::Instant::now() < until {}
