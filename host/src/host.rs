@@ -56,6 +56,7 @@ pub enum HostError {
 pub struct HostBuilder {
     registry: Result<Registry, RegistryError>,
     data_dir: PathBuf,
+    fuel_metering: bool,
 }
 
 impl HostBuilder {
@@ -81,17 +82,26 @@ impl HostBuilder {
         self
     }
 
+    /// Meters fuel in every plugin, so manifests may set `limits.fuel`. Off by
+    /// default: metering costs every guest call some speed.
+    pub fn fuel_metering(mut self, on: bool) -> Self {
+        self.fuel_metering = on;
+        self
+    }
+
     /// Builds the engine and starts the epoch timer.
     pub fn build(self) -> Result<Host, HostError> {
         let registry = self.registry?;
         let mut config = Config::new();
         config.epoch_interruption(true);
+        config.consume_fuel(self.fuel_metering);
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
         let (timer, clock) = EpochTimer::start(&engine)?;
         Ok(Host {
             engine,
             registry,
             data_dir: self.data_dir,
+            fuel_metering: self.fuel_metering,
             clock,
             _timer: timer,
         })
@@ -103,6 +113,7 @@ pub struct Host {
     engine: Engine,
     registry: Registry,
     data_dir: PathBuf,
+    fuel_metering: bool,
     clock: EpochClock,
     _timer: EpochTimer,
 }
@@ -113,6 +124,7 @@ impl Host {
         HostBuilder {
             registry: Ok(Registry::new()),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            fuel_metering: false,
         }
         .always(LoggingCapability)
         .always(EntropyCapability)
@@ -197,6 +209,11 @@ impl Host {
             },
         });
         let (mut report, granted) = check_plugin(&self.registry, &manifest, &info, &module);
+        if manifest.limits.fuel.is_some() && !self.fuel_metering {
+            report.problems.push(
+                "limits.fuel needs a host that meters fuel (HostBuilder::fuel_metering; `pulp` turns it on when a manifest sets limits.fuel)".into(),
+            );
+        }
         if !report.ok() {
             return Err(failed(name, report.problems.clone(), report));
         }
@@ -216,6 +233,7 @@ impl Host {
             pre,
             granted,
             report,
+            fuel_metering: self.fuel_metering,
         })
     }
 

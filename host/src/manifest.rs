@@ -76,6 +76,9 @@ pub struct Limits {
     pub max_buffer: u32,
     /// Mailbox capacity, events.
     pub mailbox: usize,
+    /// Fuel (wasm instructions, roughly) per guest call, for budgets that do not
+    /// depend on machine speed; `None` = wall-clock budget only.
+    pub fuel: Option<u64>,
 }
 
 /// Why a manifest was refused.
@@ -147,6 +150,7 @@ struct RawLimits {
     call_timeout_ms: Option<Spanned<u64>>,
     max_buffer_kb: Option<Spanned<u32>>,
     mailbox: Option<Spanned<u32>>,
+    fuel: Option<Spanned<u64>>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -307,6 +311,17 @@ impl Manifest {
             }
             None => RestartPolicy::default(),
         };
+        let fuel = match &raw.limits.fuel {
+            Some(v) if *v.get_ref() == 0 => {
+                return Err(invalid(
+                    v.span(),
+                    "limits.fuel",
+                    "must be at least 1".into(),
+                ))
+            }
+            Some(v) => Some(*v.get_ref()),
+            None => None,
+        };
         let config = config_to_msgpack(&raw.config);
         Ok(Manifest {
             path: file,
@@ -326,6 +341,7 @@ impl Manifest {
                 call_timeout: Duration::from_millis(call_timeout_ms),
                 max_buffer: max_buffer_kb * 1024,
                 mailbox: mailbox as usize,
+                fuel,
             },
             restart,
             grants: raw.grants,

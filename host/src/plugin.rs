@@ -7,6 +7,7 @@
 
 use crate::epoch::EpochClock;
 use crate::limiter::{MemoryLimitExceeded, PluginLimiter};
+use crate::manifest::Limits;
 use crate::prepared::PreparedPlugin;
 use crate::wasi_log::GuestLog;
 use pulp_abi::{names, StepEnvelope};
@@ -26,6 +27,8 @@ pub enum FaultKind {
     Timeout(Duration),
     /// The guest grew linear memory past its limit.
     MemoryLimit(String),
+    /// The call used up its `limits.fuel`.
+    FuelExhausted(u64),
     /// `pulp_init` / `pulp_shutdown` returned non-zero.
     ErrorCode(i32),
     /// The guest broke the ABI (bad allocation, output handle out of range, ...).
@@ -40,6 +43,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Trap(m) => f.write_str(m),
             FaultKind::Timeout(b) => write!(f, "time budget of {} ms exceeded", b.as_millis()),
             FaultKind::MemoryLimit(m) => f.write_str(m),
+            FaultKind::FuelExhausted(n) => write!(f, "fuel budget of {n} exhausted"),
             FaultKind::ErrorCode(c) => write!(f, "returned error code {c}"),
             FaultKind::Abi(m) => write!(f, "ABI violation: {m}"),
             FaultKind::Setup(m) => write!(f, "set-up failed: {m}"),
@@ -124,12 +128,19 @@ impl Plugin {
         let budget = prepared.manifest.limits.call_timeout;
         let budget_ticks = EpochClock::ticks_for(budget);
         store.set_epoch_deadline(budget_ticks);
+        if prepared.fuel_metering {
+            // Without a per-call budget the store simply never runs dry.
+            let fuel = prepared.manifest.limits.fuel.unwrap_or(u64::MAX);
+            store
+                .set_fuel(fuel)
+                .map_err(|e| setup(FaultKind::Setup(e.to_string())))?;
+        }
 
         let instance = {
             let _running = clock.enter();
             prepared.pre.instantiate(&mut store)
         }
-        .map_err(|e| setup(classify(&e, budget)))?;
+        .map_err(|e| setup(classify(&e, &prepared.manifest.limits)))?;
         let exports =
             Exports::look_up(&instance, &mut store).map_err(|m| setup(FaultKind::Abi(m)))?;
         store.data_mut().set_guest(GuestExports {
@@ -346,6 +357,7 @@ impl Plugin {
             &mut self.store,
             &self.clock,
             self.budget_ticks,
+            self.prepared.manifest.limits.fuel,
             func,
             params,
         )
@@ -366,6 +378,7 @@ impl Plugin {
             &mut self.store,
             &self.clock,
             self.budget_ticks,
+            self.prepared.manifest.limits.fuel,
             func,
             params,
         )
@@ -374,10 +387,7 @@ impl Plugin {
     }
 
     fn fault_from(&self, export: &'static str, err: &wasmtime::Error) -> PluginFault {
-        self.fault(
-            export,
-            classify(err, self.prepared.manifest.limits.call_timeout),
-        )
+        self.fault(export, classify(err, &self.prepared.manifest.limits))
     }
 
     fn fault(&self, export: &'static str, kind: FaultKind) -> PluginFault {
@@ -396,26 +406,32 @@ impl Drop for Plugin {
     }
 }
 
-/// One guest call with a fresh epoch deadline, marked as running for the timer.
+/// One guest call with a fresh epoch deadline (and fuel, when budgeted),
+/// marked as running for the timer.
 fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     store: &mut Store<PluginState>,
     clock: &EpochClock,
     budget_ticks: u64,
+    fuel: Option<u64>,
     func: &TypedFunc<P, R>,
     params: P,
 ) -> wasmtime::Result<R> {
     store.set_epoch_deadline(budget_ticks);
+    if let Some(fuel) = fuel {
+        store.set_fuel(fuel)?;
+    }
     let _running = clock.enter();
     func.call(store, params)
 }
 
 /// Turns a wasmtime error from a guest call into a fault kind.
-fn classify(err: &wasmtime::Error, budget: Duration) -> FaultKind {
+fn classify(err: &wasmtime::Error, limits: &Limits) -> FaultKind {
     if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>() {
         return FaultKind::MemoryLimit(limit.to_string());
     }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => FaultKind::Timeout(budget),
+        Some(Trap::Interrupt) => FaultKind::Timeout(limits.call_timeout),
+        Some(Trap::OutOfFuel) => FaultKind::FuelExhausted(limits.fuel.unwrap_or(0)),
         Some(trap) => FaultKind::Trap(trap.to_string()),
         // A host function's error: its own message, without wasmtime's backtrace context.
         None => FaultKind::Trap(err.root_cause().to_string()),

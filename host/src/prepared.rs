@@ -20,4 +20,6 @@ pub struct PreparedPlugin {
     pub granted: Vec<Registered>,
     /// What the check found (notes only: a prepared plugin has no problems).
     pub report: CheckReport,
+    /// The engine meters fuel: every store needs fuel before it runs.
+    pub fuel_metering: bool,
 }

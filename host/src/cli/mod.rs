@@ -7,7 +7,7 @@ pub mod telemetry;
 
 use clap::{Parser, Subcommand};
 use pulp_host::caps::{HttpCapability, SqliteCapability};
-use pulp_host::{Host, HostBuilder};
+use pulp_host::{Host, HostBuilder, Manifest};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,13 +40,24 @@ enum Command {
 
 /// The host the `pulp` binary runs: the built-in capabilities, assembled like any
 /// embedder's. The HTTP capability is returned too: `run` starts its listener.
-fn host(data_dir: PathBuf) -> anyhow::Result<(Host, HttpCapability)> {
+/// Fuel metering is on only when one of `manifests` sets `limits.fuel`.
+fn host(data_dir: PathBuf, manifests: &[PathBuf]) -> anyhow::Result<(Host, HttpCapability)> {
     let http = HttpCapability::new();
     let builder: HostBuilder = Host::builder()
         .data_dir(data_dir)
+        .fuel_metering(manifests.iter().any(|m| wants_fuel(m)))
         .gated(http.clone())
         .gated(SqliteCapability);
     Ok((builder.build()?, http))
+}
+
+/// True when the manifest at `path` parses and sets `limits.fuel`; any problem
+/// with it is reported later, when it is loaded for real.
+fn wants_fuel(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|src| Manifest::parse(path, &src).ok())
+        .is_some_and(|m| m.limits.fuel.is_some())
 }
 
 /// Runs the chosen subcommand.
@@ -56,7 +67,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check {
             manifests,
             data_dir,
-        } => check::check(&host(data_dir)?.0, &manifests),
-        Command::Caps => caps::caps(&host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR))?.0),
+        } => check::check(&host(data_dir, &manifests)?.0, &manifests),
+        Command::Caps => caps::caps(&host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0),
     }
 }

@@ -40,7 +40,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (host, http) = super::host(args.data_dir.clone())?;
+    let (host, http) = super::host(args.data_dir.clone(), &args.manifests)?;
     let mut prepared = Vec::new();
     let mut names = HashSet::new();
     for path in &args.manifests {
