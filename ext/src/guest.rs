@@ -99,13 +99,7 @@ pub fn write_out(
 ) -> Result<(), HostError> {
     check_size(caller, bytes.len())?;
     let guest = exports(caller, Code::MemoryWriteFailed)?;
-    let size = guest.memory.data_size(&caller);
-    if checked_range(ptr_out, 4, size).is_none() || checked_range(len_out, 4, size).is_none() {
-        return Err(HostError::code(
-            Code::MemoryWriteFailed,
-            format!("out-addresses {ptr_out:#x}/{len_out:#x} outside {size} bytes of memory"),
-        ));
-    }
+    check_out_addresses(caller, ptr_out, len_out)?;
     let len = bytes.len() as u32; // fits: check_size bounds it by a u32 limit
     let ptr = if len == 0 {
         0
@@ -136,6 +130,25 @@ pub fn write_out(
     // Both in range: checked above and memory never shrinks.
     data[ptr_out as usize..ptr_out as usize + 4].copy_from_slice(&ptr.to_le_bytes());
     data[len_out as usize..len_out as usize + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Checks that `ptr_out` and `len_out` can each take a u32. Call it before work
+/// with side effects (a write to a database), so a bad out-address is refused
+/// before anything happens rather than after.
+pub fn check_out_addresses(
+    caller: &Caller<'_, PluginState>,
+    ptr_out: u32,
+    len_out: u32,
+) -> Result<(), HostError> {
+    let guest = exports(caller, Code::MemoryWriteFailed)?;
+    let size = guest.memory.data_size(caller);
+    if checked_range(ptr_out, 4, size).is_none() || checked_range(len_out, 4, size).is_none() {
+        return Err(HostError::code(
+            Code::MemoryWriteFailed,
+            format!("out-addresses {ptr_out:#x}/{len_out:#x} outside {size} bytes of memory"),
+        ));
+    }
     Ok(())
 }
 

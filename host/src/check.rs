@@ -180,6 +180,17 @@ pub fn check_plugin(
 
     check_imports(registry, &granted, module, &mut report);
     check_exports(module, &mut report);
+    if let Some(ExternType::Memory(memory)) = module.get_export(names::MEMORY) {
+        let initial = memory.minimum().saturating_mul(65536);
+        if initial > manifest.limits.memory_bytes as u64 {
+            report.problems.push(format!(
+                "memory `{}` starts at {} pages ({initial} bytes), over limits.memory_mb = {} MiB",
+                names::MEMORY,
+                memory.minimum(),
+                manifest.limits.memory_bytes >> 20
+            ));
+        }
+    }
     (report, granted)
 }
 

@@ -98,6 +98,7 @@ pub struct Plugin {
     budget_ticks: u64,
     call_number: u64,
     released: bool,
+    failed: Option<PluginFault>,
 }
 
 impl Plugin {
@@ -161,6 +162,7 @@ impl Plugin {
             budget_ticks,
             call_number: 0,
             released: false,
+            failed: None,
         };
         if let Ok(initialize) =
             instance.get_typed_func::<(), ()>(&mut plugin.store, names::INITIALIZE)
@@ -183,6 +185,10 @@ impl Plugin {
 
     /// Calls `pulp_init` with the MessagePack config (`(0, 0)` when empty).
     pub fn init(&mut self, config: &[u8]) -> Result<(), PluginFault> {
+        self.unless_failed(|p| p.init_once(config))
+    }
+
+    fn init_once(&mut self, config: &[u8]) -> Result<(), PluginFault> {
         let (ptr, len) = if config.is_empty() {
             (0, 0)
         } else {
@@ -198,6 +204,10 @@ impl Plugin {
 
     /// Calls `pulp_step` with the next envelope; `payload` empty means a tick.
     pub fn step(&mut self, payload: &[u8]) -> Result<StepOutcome, PluginFault> {
+        self.unless_failed(|p| p.step_once(payload))
+    }
+
+    fn step_once(&mut self, payload: &[u8]) -> Result<StepOutcome, PluginFault> {
         self.call_number += 1;
         let wall_time_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -228,6 +238,32 @@ impl Plugin {
 
     /// Calls `pulp_shutdown`, then releases the plugin's capability state.
     pub fn shutdown(&mut self) -> Result<(), PluginFault> {
+        self.unless_failed(|p| p.shutdown_once())
+    }
+
+    /// The fault that failed this instance, if one did.
+    pub fn failure(&self) -> Option<&PluginFault> {
+        self.failed.as_ref()
+    }
+
+    /// Runs `call` unless the instance already failed; a fault fails it for good.
+    /// A trapped or interrupted instance may be mid-way through its own state,
+    /// so it is never entered again: restart it from the compiled module instead.
+    fn unless_failed<T>(
+        &mut self,
+        call: impl FnOnce(&mut Self) -> Result<T, PluginFault>,
+    ) -> Result<T, PluginFault> {
+        if let Some(fault) = &self.failed {
+            return Err(fault.clone());
+        }
+        let result = call(self);
+        if let Err(fault) = &result {
+            self.failed = Some(fault.clone());
+        }
+        result
+    }
+
+    fn shutdown_once(&mut self) -> Result<(), PluginFault> {
         let result = match self.call(names::SHUTDOWN, |e| &e.shutdown, ()) {
             Ok(0) => Ok(()),
             Ok(code) => Err(self.fault(names::SHUTDOWN, FaultKind::ErrorCode(code))),

@@ -76,3 +76,30 @@ fn config_the_plugin_rejects_fails_init_with_its_code() {
         "{fault}"
     );
 }
+
+#[test]
+fn a_failed_instance_is_never_entered_again() {
+    // Counts its steps in a global and traps on the second.
+    let wat = pulp_integration::wat_plugin(
+        "",
+        "(global.set $steps (i32.add (global.get $steps) (i32.const 1)))
+         (if (i32.eq (global.get $steps) (i32.const 2)) (then unreachable))
+         (global.get $steps)",
+        r#"(global $steps (mut i32) (i32.const 0))
+           (func (export "probe_steps") (result i64) (i64.extend_i32_u (global.get $steps)))"#,
+    );
+    let scratch = pulp_integration::ScratchPlugin::wat("fragile", &wat, "");
+    let host = Host::builder().build().unwrap();
+    let prepared = host.prepare(&scratch.manifest).unwrap();
+    let mut plugin =
+        Plugin::instantiate(Arc::new(prepared), host.clock().clone(), Arc::new(NoEvents)).unwrap();
+    plugin.init(&[]).unwrap();
+    assert_eq!(plugin.step(&[]).unwrap().handle, 1);
+    let fault = plugin.step(&[]).unwrap_err();
+    assert_eq!((fault.export, fault.call_number), ("pulp_step", 2));
+    // Later calls report the same fault without running guest code.
+    assert_eq!(plugin.step(&[]).unwrap_err(), fault);
+    assert_eq!(plugin.shutdown().unwrap_err(), fault);
+    assert_eq!(plugin.failure(), Some(&fault));
+    assert_eq!(plugin.probes(), [("probe_steps".to_string(), 2)]);
+}

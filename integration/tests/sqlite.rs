@@ -290,3 +290,53 @@ fn the_imports_are_stubs_without_the_capability() {
         "no database for a plugin without the capability"
     );
 }
+
+#[test]
+fn a_bad_out_address_refuses_the_statement_before_it_runs() {
+    // init creates the table; each step INSERTs with out-addresses past the end
+    // of memory. The guest is told 8, and the row must not exist: a retry after
+    // a reported failure must not write twice.
+    let create = "CREATE TABLE t(v)";
+    let insert = "INSERT INTO t VALUES (1)";
+    let wat = format!(
+        r#"(module
+  (import "pulp" "sqlite_exec" (func $exec (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 2048) "{create}")
+  (data (i32.const 3072) "{insert}")
+  (global $bump (mut i32) (i32.const 8192))
+  (func (export "pulp_alloc") (param $n i32) (result i32)
+    (global.get $bump) (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func (export "pulp_init") (param i32 i32) (result i32)
+    (call $exec (i32.const 2048) (i32.const {create_len}) (i32.const 0) (i32.const 0) (i32.const 8) (i32.const 12)))
+  (func (export "pulp_step") (param i32 i32) (result i32)
+    (call $exec (i32.const 3072) (i32.const {insert_len}) (i32.const 0) (i32.const 0) (i32.const 0xFFFE) (i32.const 12)))
+  (func (export "pulp_shutdown") (result i32) (i32.const 0)))"#,
+        create_len = create.len(),
+        insert_len = insert.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = ScratchPlugin::wat("careful", &wat, "capabilities = [\"storage.sqlite\"]");
+    let host = Host::builder()
+        .data_dir(dir.path())
+        .gated(SqliteCapability)
+        .build()
+        .unwrap();
+    let prepared = host.prepare(&scratch.manifest).unwrap();
+    let mut plugin =
+        Plugin::instantiate(Arc::new(prepared), host.clock().clone(), Arc::new(NoEvents)).unwrap();
+    plugin.init(&[]).unwrap();
+    for _ in 0..3 {
+        assert_eq!(plugin.step(&[]).unwrap().handle, 8);
+    }
+    plugin.shutdown().unwrap();
+    drop(plugin);
+    let db = rusqlite::Connection::open(dir.path().join("careful/data.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        rows, 0,
+        "the INSERT ran although its result could not be reported"
+    );
+}

@@ -126,44 +126,14 @@ impl Capability for SqliteCapability {
     }
 
     fn link(&self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-        linker.func_wrap(
-            IMPORT_MODULE,
-            "sqlite_exec",
-            |mut caller: Caller<'_, PluginState>,
-             q_ptr: u32,
-             q_len: u32,
-             p_ptr: u32,
-             p_len: u32,
-             out_ptr: u32,
-             out_len: u32| {
-                let result = read_call(&mut caller, q_ptr, q_len, p_ptr, p_len)
-                    .and_then(|(sql, params)| run(&caller, |db| db.exec(&sql, params)))
-                    .and_then(|res| guest::write_msgpack(&mut caller, &res, out_ptr, out_len));
-                host_fn::finish(&caller, "sqlite_exec", result)
-            },
-        )?;
-        linker.func_wrap(
-            IMPORT_MODULE,
-            "sqlite_query",
-            |mut caller: Caller<'_, PluginState>,
-             q_ptr: u32,
-             q_len: u32,
-             p_ptr: u32,
-             p_len: u32,
-             out_ptr: u32,
-             out_len: u32| {
-                let result = read_call(&mut caller, q_ptr, q_len, p_ptr, p_len)
-                    .and_then(|(sql, params)| {
-                        run(&caller, |db| {
-                            let rows = db.query(&sql, params)?;
-                            db.encode_result(&rows)
-                        })
-                    })
-                    .and_then(|bytes| guest::write_out(&mut caller, &bytes, out_ptr, out_len));
-                host_fn::finish(&caller, "sqlite_query", result)
-            },
-        )?;
-        Ok(())
+        link_statement(linker, "sqlite_exec", |db, sql, params| {
+            let done = db.exec(sql, params)?;
+            rmp_serde::to_vec_named(&done).map_err(|e| DbError::Encode(e.to_string()))
+        })?;
+        link_statement(linker, "sqlite_query", |db, sql, params| {
+            let rows = db.query(sql, params)?;
+            db.encode_result(&rows)
+        })
     }
 
     fn prepare(&self, plugin: &PluginInfo) -> Result<Vec<String>, CapabilityError> {
@@ -253,6 +223,35 @@ fn read_call(
         values.into_iter().map(db::to_sql).collect()
     };
     Ok((sql, params))
+}
+
+/// Defines `pulp.<name>(q_ptr, q_len, p_ptr, p_len, out_ptr, out_len)`: read the
+/// SQL and params, run `statement` on the plugin's database, write its encoded
+/// result through `pulp_alloc`.
+fn link_statement(
+    linker: &mut Linker<PluginState>,
+    name: &'static str,
+    statement: fn(&Database, &str, Vec<SqlValue>) -> Result<Vec<u8>, DbError>,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        IMPORT_MODULE,
+        name,
+        move |mut caller: Caller<'_, PluginState>,
+              q_ptr: u32,
+              q_len: u32,
+              p_ptr: u32,
+              p_len: u32,
+              out_ptr: u32,
+              out_len: u32| {
+            // Out-addresses first: a statement that ran must be able to report so.
+            let result = guest::check_out_addresses(&caller, out_ptr, out_len)
+                .and_then(|()| read_call(&mut caller, q_ptr, q_len, p_ptr, p_len))
+                .and_then(|(sql, params)| run(&caller, |db| statement(db, &sql, params)))
+                .and_then(|bytes| guest::write_out(&mut caller, &bytes, out_ptr, out_len));
+            host_fn::finish(&caller, name, result)
+        },
+    )?;
+    Ok(())
 }
 
 /// Runs `op` on the instance's database and turns its failure into a code.
