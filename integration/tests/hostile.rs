@@ -801,7 +801,7 @@ fn a_trap_anywhere_fails_the_plugin_naming_the_export_and_the_call() {
     // A data segment past the end of memory fails instantiation.
     let wat = with_funcs(&format!(r#"(data (i32.const {}) "abcd")"#, MEMORY - 2));
     let prepared = lab.load(&wat, "").unwrap_or_else(|e| panic!("{e}"));
-    let got = lab.lifecycle(prepared, 1).err().expect("a fault");
+    let got = lab.lifecycle(prepared, 1).expect_err("a fault");
     assert_eq!((got.export, got.call_number), ("instantiate", 0), "{got}");
     assert!(
         matches!(&got.kind, FaultKind::Trap(m) if m.contains("out of bounds memory access")),

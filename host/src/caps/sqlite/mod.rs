@@ -225,13 +225,16 @@ fn read_call(
     Ok((sql, params))
 }
 
+/// Runs one statement on a plugin's database and encodes its result.
+type Statement = fn(&Database, &str, Vec<SqlValue>) -> Result<Vec<u8>, DbError>;
+
 /// Defines `pulp.<name>(q_ptr, q_len, p_ptr, p_len, out_ptr, out_len)`: read the
 /// SQL and params, run `statement` on the plugin's database, write its encoded
 /// result through `pulp_alloc`.
 fn link_statement(
     linker: &mut Linker<PluginState>,
     name: &'static str,
-    statement: fn(&Database, &str, Vec<SqlValue>) -> Result<Vec<u8>, DbError>,
+    statement: Statement,
 ) -> wasmtime::Result<()> {
     linker.func_wrap(
         IMPORT_MODULE,
