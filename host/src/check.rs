@@ -194,6 +194,35 @@ pub fn check_plugin(
     (report, granted)
 }
 
+/// Checks a bare module against the ABI and the registry, as `pulp inspect`
+/// does: no manifest, so every capability counts as declared and the report
+/// lists the capabilities the imports need.
+pub fn inspect_module(registry: &Registry, name: &str, module: &Module) -> CheckReport {
+    let mut report = CheckReport {
+        plugin: name.to_string(),
+        ..CheckReport::default()
+    };
+    check_imports(registry, registry.entries(), module, &mut report);
+    check_exports(module, &mut report);
+    for line in &report.imports {
+        if let ImportBinding::Capability(cap) = &line.binding {
+            if !report.capabilities.iter().any(|(c, _)| c == cap) {
+                let gate = registry.get(cap).map_or(Gate::Manifest, |e| e.gate);
+                report.capabilities.push((cap.clone(), gate));
+            }
+        }
+    }
+    report
+}
+
+/// Every export of `module` with its type, for `pulp inspect`.
+pub fn exports_of(module: &Module) -> Vec<(String, String)> {
+    module
+        .exports()
+        .map(|e| (e.name().to_string(), describe(&e.ty())))
+        .collect()
+}
+
 fn check_imports(
     registry: &Registry,
     granted: &[Registered],

@@ -1,9 +1,14 @@
-//! `pulp caps`: the registry, capability by capability.
+//! `pulp caps`: the registry, capability by capability, as text or as the
+//! Markdown table the README includes.
 
 use pulp_host::Host;
 use std::process::ExitCode;
 
-pub fn caps(host: &Host) -> anyhow::Result<ExitCode> {
+pub fn caps(host: &Host, markdown: bool) -> anyhow::Result<ExitCode> {
+    if markdown {
+        print!("{}", markdown_table(host));
+        return Ok(ExitCode::SUCCESS);
+    }
     for entry in host.registry().entries() {
         let cap = &entry.capability;
         println!("{} ({}): {}", cap.name(), entry.gate, cap.summary());
@@ -12,4 +17,30 @@ pub fn caps(host: &Host) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The capability reference: one row per capability, its imports with signatures.
+fn markdown_table(host: &Host) -> String {
+    let mut out = String::from(
+        "| capability | bound | imports (module `pulp`) | what it gives |\n|---|---|---|---|\n",
+    );
+    for entry in host.registry().entries() {
+        let cap = &entry.capability;
+        let imports: Vec<String> = cap
+            .imports()
+            .iter()
+            .map(|s| format!("`{}{}`", s.name, s.signature()))
+            .collect();
+        let bound = match entry.gate {
+            pulp_host::Gate::Always => "always",
+            pulp_host::Gate::Manifest => "when declared",
+        };
+        out.push_str(&format!(
+            "| `{}` | {bound} | {} | {} |\n",
+            cap.name(),
+            imports.join("<br>"),
+            cap.summary()
+        ));
+    }
+    out
 }

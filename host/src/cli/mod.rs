@@ -2,6 +2,7 @@
 
 mod caps;
 mod check;
+mod inspect;
 mod run;
 pub mod telemetry;
 
@@ -35,7 +36,17 @@ enum Command {
         data_dir: PathBuf,
     },
     /// List the capabilities of this host and their imports.
-    Caps,
+    Caps {
+        /// Print the Markdown table the README includes.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Show a wasm module's exports and imports, the capabilities it needs,
+    /// and whether it satisfies the ABI (exit 1 when it does not).
+    Inspect {
+        /// The module.
+        file: PathBuf,
+    },
 }
 
 /// The host the `pulp` binary runs: the built-in capabilities, assembled like any
@@ -68,6 +79,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             manifests,
             data_dir,
         } => check::check(&host(data_dir, &manifests)?.0, &manifests),
-        Command::Caps => caps::caps(&host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0),
+        Command::Caps { markdown } => caps::caps(
+            &host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0,
+            markdown,
+        ),
+        Command::Inspect { file } => inspect::inspect(
+            &host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0,
+            &file,
+        ),
     }
 }
