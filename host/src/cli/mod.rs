@@ -4,6 +4,7 @@ mod caps;
 mod check;
 mod inspect;
 mod run;
+mod scaffold;
 pub mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,23 @@ enum Command {
         /// Print the Markdown table the README includes.
         #[arg(long)]
         markdown: bool,
+    },
+    /// Create a plugin crate (Cargo.toml, src/lib.rs, manifest) that builds and runs as is.
+    New {
+        /// Plugin name (a-z, 0-9, '-', '_'); also the directory created.
+        name: String,
+        /// Serve an HTTP route.
+        #[arg(long)]
+        http: bool,
+        /// Keep data in SQLite.
+        #[arg(long)]
+        sqlite: bool,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The guest SDK (`plugins/guest` of a Pulp checkout).
+        #[arg(long, default_value_os_t = scaffold::default_sdk())]
+        sdk: PathBuf,
     },
     /// Show a wasm module's exports and imports, the capabilities it needs,
     /// and whether it satisfies the ABI (exit 1 when it does not).
@@ -83,6 +101,19 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             &host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0,
             markdown,
         ),
+        Command::New {
+            name,
+            http,
+            sqlite,
+            dir,
+            sdk,
+        } => scaffold::new_plugin(scaffold::NewPlugin {
+            name,
+            http,
+            sqlite,
+            dir,
+            sdk,
+        }),
         Command::Inspect { file } => inspect::inspect(
             &host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0,
             &file,
