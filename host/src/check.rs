@@ -111,11 +111,13 @@ impl fmt::Display for CheckReport {
         if let Some((l, tick)) = &self.limits {
             writeln!(
                 f,
-                "  limits: memory {} MiB, call timeout {} ms, max buffer {} KiB, mailbox {}, tick {} ms",
+                "  limits: memory {} MiB, call timeout {} ms, max buffer {} KiB, mailbox {}, table elements {}, fuel {}, tick {} ms",
                 l.memory_bytes >> 20,
                 l.call_timeout.as_millis(),
                 l.max_buffer / 1024,
                 l.mailbox,
+                l.table_elements,
+                l.fuel.map_or("unmetered".to_string(), |f| f.to_string()),
                 tick.as_millis()
             )?;
         }
@@ -320,7 +322,7 @@ fn check_exports(module: &Module, report: &mut CheckReport) {
                 report.probes.push(probe.to_string());
             } else {
                 report.notes.push(format!(
-                    "export `{probe}` is ignored: a probe must be `() -> i64`"
+                    "export `{probe}` is ignored: a probe must be `() -> i64` or `() -> i32`"
                 ));
             }
         }

@@ -16,19 +16,21 @@ pub struct MemoryLimitExceeded {
     pub limit: usize,
 }
 
-/// Table elements a plugin may have (function references for indirect calls).
-pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-
 /// Limits memory and tables of one plugin instance.
 #[derive(Debug, Clone, Copy)]
 pub struct PluginLimiter {
     memory_bytes: usize,
+    table_elements: usize,
 }
 
 impl PluginLimiter {
-    /// A limiter allowing `memory_bytes` of linear memory.
-    pub fn new(memory_bytes: usize) -> Self {
-        PluginLimiter { memory_bytes }
+    /// A limiter allowing `memory_bytes` of linear memory and `table_elements`
+    /// elements in any table.
+    pub fn new(memory_bytes: usize, table_elements: usize) -> Self {
+        PluginLimiter {
+            memory_bytes,
+            table_elements,
+        }
     }
 }
 
@@ -55,7 +57,7 @@ impl ResourceLimiter for PluginLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(desired <= self.table_elements)
     }
 
     fn instances(&self) -> usize {

@@ -26,6 +26,8 @@ pub mod defaults {
     pub const MAX_BUFFER_KB: u32 = 16 * 1024;
     /// Events queued for a plugin before producers are told it is full.
     pub const MAILBOX: u32 = 1_024;
+    /// Elements a table may hold.
+    pub const TABLE_ELEMENTS: u32 = 100_000;
 }
 
 /// A manifest that parsed and validated.
@@ -76,6 +78,8 @@ pub struct Limits {
     pub max_buffer: u32,
     /// Mailbox capacity, events.
     pub mailbox: usize,
+    /// Elements any one table may hold (function references for indirect calls).
+    pub table_elements: usize,
     /// Fuel (wasm instructions, roughly) per guest call, for budgets that do not
     /// depend on machine speed; `None` = wall-clock budget only.
     pub fuel: Option<u64>,
@@ -151,6 +155,7 @@ struct RawLimits {
     max_buffer_kb: Option<Spanned<u32>>,
     mailbox: Option<Spanned<u32>>,
     fuel: Option<Spanned<u64>>,
+    table_elements: Option<Spanned<u32>>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -290,6 +295,11 @@ impl Manifest {
             ));
         }
         let mailbox = positive(&raw.limits.mailbox, "limits.mailbox", defaults::MAILBOX)?;
+        let table_elements = positive(
+            &raw.limits.table_elements,
+            "limits.table_elements",
+            defaults::TABLE_ELEMENTS,
+        )?;
         let call_timeout_ms = match &raw.limits.call_timeout_ms {
             Some(v) if *v.get_ref() == 0 => {
                 return Err(invalid(
@@ -341,6 +351,7 @@ impl Manifest {
                 call_timeout: Duration::from_millis(call_timeout_ms),
                 max_buffer: max_buffer_kb * 1024,
                 mailbox: mailbox as usize,
+                table_elements: table_elements as usize,
                 fuel,
             },
             restart,

@@ -63,3 +63,20 @@ fn a_host_without_metering_refuses_a_fuel_budget() {
     let metered = Host::builder().fuel_metering(true).build().unwrap();
     assert!(metered.prepare(&p.manifest).is_ok());
 }
+
+#[test]
+fn tables_are_held_to_limits_table_elements() {
+    // A table of 5 000 elements against a limit of 1 000: refused when instantiated.
+    let wat = wat_plugin("", "(i32.const 0)", "(table 5000 funcref)");
+    let p = ScratchPlugin::wat("tables", &wat, "[limits]\ntable_elements = 1000");
+    let out = run_pulp(&["run", "--duration", "1", p.arg()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("tables: failed (instantiate call 0:"), "{all}");
+    let check = run_pulp(&["check", p.arg()]);
+    assert!(
+        text(&check).contains("table elements 1000, fuel unmetered"),
+        "{}",
+        text(&check)
+    );
+}
