@@ -10,7 +10,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 /// An event of kind `kind` carrying `payload`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepEvent<P> {
-    /// What happened, such as `http.request` or `docker.exit`.
+    /// What happened, such as `http.request`.
     pub kind: String,
     /// The data of this kind of event.
     pub payload: P,

@@ -5,7 +5,7 @@
 //! functions; a plugin that does not gets stubs that return
 //! [`Code::NotGranted`] (99), so an undeclared import is visible in `pulp check`
 //! and harmless at run time. The host's built-in capabilities (logging,
-//! entropy, HTTP, SQLite, Docker) are written with exactly this API.
+//! entropy, HTTP, SQLite) are written with exactly this API.
 //!
 //! A capability goes through three phases, each a method of [`Capability`]:
 //!

@@ -121,7 +121,10 @@ impl Plugin {
             .stdout(GuestLog::new(name.clone(), "stdout"))
             .stderr(GuestLog::new(name.clone(), "stderr"))
             .build_p1();
-        let limiter = Box::new(PluginLimiter::new(prepared.manifest.limits.memory_bytes));
+        let limiter = Box::new(PluginLimiter::new(
+            prepared.manifest.limits.memory_bytes,
+            prepared.manifest.limits.table_elements,
+        ));
         let state = PluginState::new(info.clone(), events, limiter, wasi);
         let mut store = Store::new(prepared.pre.module().engine(), state);
         store.limiter(|s| s.limiter_mut());
@@ -195,7 +198,10 @@ impl Plugin {
             self.write_guest(names::INIT, &[config])?
         };
         let code = self.call(names::INIT, |e| &e.init, (ptr, len));
-        self.free(ptr, len);
+        // A trapped instance is not entered again, not even to free its buffer.
+        if code.is_ok() {
+            self.free(ptr, len);
+        }
         match code? {
             0 => Ok(()),
             code => Err(self.fault(names::INIT, FaultKind::ErrorCode(code))),
@@ -222,7 +228,9 @@ impl Plugin {
             .map_err(|e| self.fault(names::STEP, FaultKind::Abi(e.to_string())))?;
         let (ptr, len) = self.write_guest(names::STEP, &[&header, payload])?;
         let handle = self.call(names::STEP, |e| &e.step, (ptr, len));
-        self.free(ptr, len);
+        if handle.is_ok() {
+            self.free(ptr, len);
+        }
         let handle = handle?;
         let output = if handle > 0 {
             self.read_output(handle)?
@@ -290,6 +298,10 @@ impl Plugin {
         for (name, func) in self.exports.probes.clone() {
             let mut out = [Val::I64(0)];
             self.store.set_epoch_deadline(self.budget_ticks);
+            if let Some(fuel) = self.prepared.manifest.limits.fuel {
+                // Like every call, a probe gets a fresh allowance.
+                let _ = self.store.set_fuel(fuel);
+            }
             let _running = self.clock.enter();
             if func.call(&mut self.store, &[], &mut out).is_ok() {
                 match out[0] {

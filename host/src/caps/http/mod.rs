@@ -236,6 +236,16 @@ impl Capability for HttpCapability {
         if settings.max_body_kb == 0 || settings.timeout_ms == 0 {
             return Err(plugin.error(NAME, "max_body_kb and timeout_ms must be at least 1"));
         }
+        let max_buffer_kb = plugin.limits.max_buffer / 1024;
+        if settings.max_body_kb >= max_buffer_kb {
+            return Err(plugin.error(
+                NAME,
+                format!(
+                    "max_body_kb ({}) must be below limits.max_buffer_kb ({max_buffer_kb}): a request that large could not be handed to the plugin",
+                    settings.max_body_kb
+                ),
+            ));
+        }
         let mut notes = vec![format!(
             "http: request bodies up to {} KiB, response deadline {} ms",
             settings.max_body_kb, settings.timeout_ms
