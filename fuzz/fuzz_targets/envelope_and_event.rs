@@ -9,7 +9,9 @@ use pulp_abi::{EventHeader, StepEnvelope, StepEvent};
 fuzz_target!(|data: &[u8]| {
     if let Ok(envelope) = StepEnvelope::decode(data) {
         let mut again = Vec::new();
-        envelope.encode_into(&mut again).expect("a decoded envelope encodes");
+        envelope
+            .encode_into(&mut again)
+            .expect("a decoded envelope encodes");
         assert_eq!(again, data);
         let _ = EventHeader::decode(envelope.payload);
         let _ = StepEvent::<HttpRequest>::decode(envelope.payload);

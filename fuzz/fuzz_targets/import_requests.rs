@@ -10,11 +10,17 @@ use pulp_abi::sqlite::Value;
 fuzz_target!(|data: &[u8]| {
     if let Ok(route) = rmp_serde::from_slice::<HttpRoute>(data) {
         let bytes = rmp_serde::to_vec_named(&route).expect("encodes");
-        assert_eq!(rmp_serde::from_slice::<HttpRoute>(&bytes).expect("decodes"), route);
+        assert_eq!(
+            rmp_serde::from_slice::<HttpRoute>(&bytes).expect("decodes"),
+            route
+        );
     }
     if let Ok(response) = rmp_serde::from_slice::<HttpResponse>(data) {
         let bytes = rmp_serde::to_vec_named(&response).expect("encodes");
-        assert_eq!(rmp_serde::from_slice::<HttpResponse>(&bytes).expect("decodes"), response);
+        assert_eq!(
+            rmp_serde::from_slice::<HttpResponse>(&bytes).expect("decodes"),
+            response
+        );
     }
     if let Ok(params) = rmp_serde::from_slice::<Vec<Value>>(data) {
         let bytes = rmp_serde::to_vec(&params).expect("encodes");

@@ -22,18 +22,31 @@ impl Plugin for Echo {
     }
 
     fn step(&mut self, step: Step<'_>) -> StepResult {
-        let Some(req) = http::request(&step)? else { return Ok(None) };
+        let Some(req) = http::request(&step)? else {
+            return Ok(None);
+        };
         if req.query.contains_key("crash") {
             panic!("asked to crash by {}", req.path);
         }
-        if let Some(ms) = req.query.get("sleep_ms").and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(ms) = req
+            .query
+            .get("sleep_ms")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
             while std::time::Instant::now() < until {}
         }
         let mut response = match req.method.as_str() {
-            "GET" => http::text(req.id, 200, req.params.get("msg").cloned().unwrap_or_default()),
+            "GET" => http::text(
+                req.id,
+                200,
+                req.params.get("msg").cloned().unwrap_or_default(),
+            ),
             _ => {
-                let content_type = req.headers.get("content-type").map_or("application/octet-stream", |v| v.as_str());
+                let content_type = req
+                    .headers
+                    .get("content-type")
+                    .map_or("application/octet-stream", |v| v.as_str());
                 http::response(req.id, 200, content_type, req.body)
             }
         };
@@ -42,7 +55,9 @@ impl Plugin for Echo {
         }
         if !req.query.is_empty() {
             let query: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            response.headers.insert("x-echo-query".into(), query.join("&"));
+            response
+                .headers
+                .insert("x-echo-query".into(), query.join("&"));
         }
         http::respond(&response)?;
         Ok(None)

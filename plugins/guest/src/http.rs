@@ -5,12 +5,16 @@
 //! arrive in, but the host answers 504 for any left unanswered past its deadline.
 
 use crate::{HostCallError, Step};
-use pulp_abi::http::{HttpRoute, REQUEST_EVENT};
 pub use pulp_abi::http::{HttpRequest as Request, HttpResponse as Response};
+use pulp_abi::http::{HttpRoute, REQUEST_EVENT};
 use std::collections::BTreeMap;
 
-fn call_msgpack(f: unsafe extern "C" fn(*const u8, u32) -> u32, value: &impl serde::Serialize) -> Result<(), HostCallError> {
-    let bytes = rmp_serde::to_vec_named(value).map_err(|_| HostCallError(pulp_abi::Code::DecodeFailed.as_u32()))?;
+fn call_msgpack(
+    f: unsafe extern "C" fn(*const u8, u32) -> u32,
+    value: &impl serde::Serialize,
+) -> Result<(), HostCallError> {
+    let bytes = rmp_serde::to_vec_named(value)
+        .map_err(|_| HostCallError(pulp_abi::Code::DecodeFailed.as_u32()))?;
     // SAFETY: pointer and length describe the live buffer `bytes`.
     match unsafe { f(bytes.as_ptr(), bytes.len() as u32) } {
         0 => Ok(()),
@@ -20,7 +24,13 @@ fn call_msgpack(f: unsafe extern "C" fn(*const u8, u32) -> u32, value: &impl ser
 
 /// Serves `method` on `path`; `:name` segments bind `request.params["name"]`.
 pub fn register(method: &str, path: &str) -> Result<(), HostCallError> {
-    call_msgpack(crate::sys::http_register, &HttpRoute { method: method.into(), path: path.into() })
+    call_msgpack(
+        crate::sys::http_register,
+        &HttpRoute {
+            method: method.into(),
+            path: path.into(),
+        },
+    )
 }
 
 /// Sends the response to request `response.id`.
@@ -48,7 +58,12 @@ pub fn response(id: u64, status: u16, content_type: &str, body: impl Into<Vec<u8
 
 /// A `text/plain; charset=utf-8` response.
 pub fn text(id: u64, status: u16, body: impl Into<String>) -> Response {
-    response(id, status, "text/plain; charset=utf-8", body.into().into_bytes())
+    response(
+        id,
+        status,
+        "text/plain; charset=utf-8",
+        body.into().into_bytes(),
+    )
 }
 
 /// An `application/json` response from bytes already encoded.

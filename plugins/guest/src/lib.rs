@@ -30,11 +30,11 @@
 
 pub mod entropy;
 pub mod http;
-pub mod sqlite;
 pub mod log;
 mod memory;
 #[doc(hidden)]
 pub mod rt;
+pub mod sqlite;
 mod step;
 mod sys;
 

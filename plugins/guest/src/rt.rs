@@ -15,7 +15,10 @@ struct Single<T>(T);
 unsafe impl<T> Sync for Single<T> {}
 
 static PLUGIN: Single<RefCell<Option<Box<dyn Any>>>> = Single(RefCell::new(None));
-static PENDING: Single<RefCell<Option<(i32, Vec<u8>)>>> = Single(RefCell::new(None));
+/// The output of the last step, by handle, until the host collects it.
+type PendingOutput = Option<(i32, Vec<u8>)>;
+
+static PENDING: Single<RefCell<PendingOutput>> = Single(RefCell::new(None));
 static NEXT_HANDLE: Single<Cell<i32>> = Single(Cell::new(1));
 
 /// `pulp_step` result for an envelope that did not decode.
@@ -72,7 +75,11 @@ pub fn step<P: Plugin>(ptr: u32, len: u32) -> i32 {
             return STEP_BAD_ENVELOPE;
         }
     };
-    let step = Step { call_number: envelope.call_number, wall_time_ns: envelope.wall_time_ns, payload: envelope.payload };
+    let step = Step {
+        call_number: envelope.call_number,
+        wall_time_ns: envelope.wall_time_ns,
+        payload: envelope.payload,
+    };
     let mut slot = PLUGIN.0.borrow_mut();
     let Some(plugin) = slot.as_mut().and_then(|p| p.downcast_mut::<P>()) else {
         return STEP_NOT_INITIALISED;
@@ -81,7 +88,9 @@ pub fn step<P: Plugin>(ptr: u32, len: u32) -> i32 {
         Ok(None) => 0,
         Ok(Some(bytes)) => {
             let handle = NEXT_HANDLE.0.get();
-            NEXT_HANDLE.0.set(if handle == i32::MAX { 1 } else { handle + 1 });
+            NEXT_HANDLE
+                .0
+                .set(if handle == i32::MAX { 1 } else { handle + 1 });
             *PENDING.0.borrow_mut() = Some((handle, bytes));
             handle
         }
@@ -93,7 +102,9 @@ pub fn step<P: Plugin>(ptr: u32, len: u32) -> i32 {
 }
 
 pub fn shutdown<P: Plugin>() -> i32 {
-    let Some(mut boxed) = PLUGIN.0.borrow_mut().take() else { return 0 };
+    let Some(mut boxed) = PLUGIN.0.borrow_mut().take() else {
+        return 0;
+    };
     match boxed.downcast_mut::<P>().map(|p| p.shutdown()) {
         Some(Err(e)) => {
             log::error(&format!("shutdown failed: {e}"));

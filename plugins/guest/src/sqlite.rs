@@ -40,7 +40,11 @@ pub fn query(sql: &str, params: &[Value]) -> Result<QueryResult, HostCallError> 
     call(crate::sys::sqlite_query, sql, params)
 }
 
-fn call<T: DeserializeOwned>(f: RawSqlCall, sql: &str, params: &[Value]) -> Result<T, HostCallError> {
+fn call<T: DeserializeOwned>(
+    f: RawSqlCall,
+    sql: &str,
+    params: &[Value],
+) -> Result<T, HostCallError> {
     let decode_failed = HostCallError(Code::DecodeFailed.as_u32());
     // No parameters travel as length 0 rather than an empty array: one less
     // encode and decode on every parameterless call.

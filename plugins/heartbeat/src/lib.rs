@@ -20,7 +20,12 @@ struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { marker: 0, greeting: "hello".into(), log_every: 10, output_every: 5 }
+        Config {
+            marker: 0,
+            greeting: "hello".into(),
+            log_every: 10,
+            output_every: 5,
+        }
     }
 }
 
@@ -38,11 +43,17 @@ impl Plugin for Heartbeat {
 
     fn init(config: Config) -> Result<Self, pulp_guest::Error> {
         if config.output_every == 0 || config.log_every == 0 {
-            return Err(pulp_guest::Error::new("log_every and output_every must be at least 1"));
+            return Err(pulp_guest::Error::new(
+                "log_every and output_every must be at least 1",
+            ));
         }
         CONFIG_MARKER.store(config.marker, Ordering::Relaxed);
         log::info(&format!("{} (marker {})", config.greeting, config.marker));
-        Ok(Heartbeat { config, steps: 0, ticks: 0 })
+        Ok(Heartbeat {
+            config,
+            steps: 0,
+            ticks: 0,
+        })
     }
 
     fn step(&mut self, step: Step<'_>) -> StepResult {
@@ -50,18 +61,23 @@ impl Plugin for Heartbeat {
         LAST_CALL.store(step.call_number as i64, Ordering::Relaxed);
         if step.is_tick() {
             self.ticks += 1;
-            if self.ticks % self.config.log_every == 0 {
+            if self.ticks.is_multiple_of(self.config.log_every) {
                 log::info(&format!("{}: {} ticks", self.config.greeting, self.ticks));
             }
         }
-        if self.steps % self.config.output_every == 0 {
-            return Ok(Some(format!("beat {} (call {})", self.steps, step.call_number).into_bytes()));
+        if self.steps.is_multiple_of(self.config.output_every) {
+            return Ok(Some(
+                format!("beat {} (call {})", self.steps, step.call_number).into_bytes(),
+            ));
         }
         Ok(None)
     }
 
     fn shutdown(&mut self) -> Result<(), pulp_guest::Error> {
-        log::info(&format!("heartbeat shutting down after {} steps", self.steps));
+        log::info(&format!(
+            "heartbeat shutting down after {} steps",
+            self.steps
+        ));
         Ok(())
     }
 }

@@ -64,7 +64,10 @@ impl Plugin for Notes {
         });
         if let Err(e) = http::respond(&http::json(req.id, reply.status, reply.body)) {
             // The host gave up on the request (its deadline passed): nothing to undo.
-            log::warn(&format!("response to {} {} not delivered: {e}", req.method, req.path));
+            log::warn(&format!(
+                "response to {} {} not delivered: {e}",
+                req.method, req.path
+            ));
         }
         Ok(None)
     }
@@ -222,14 +225,21 @@ fn list(query: &BTreeMap<String, String>) -> Result<Reply, HostCallError> {
         Some(_) => {
             return Ok(Reply::error(
                 400,
-                &format!("limit must be an integer from 1 (at most {MAX_LIMIT} notes are returned)"),
+                &format!(
+                    "limit must be an integer from 1 (at most {MAX_LIMIT} notes are returned)"
+                ),
             ))
         }
     };
     let after = match query.get("after").map(|s| s.parse::<i64>()) {
         None => 0,
         Some(Ok(n)) if n >= 0 => n,
-        Some(_) => return Ok(Reply::error(400, "after must be a note id (an integer from 0)")),
+        Some(_) => {
+            return Ok(Reply::error(
+                400,
+                "after must be a note id (an integer from 0)",
+            ))
+        }
     };
     // One row more than asked tells whether there is a next page.
     let page = sqlite::query(
@@ -237,7 +247,10 @@ fn list(query: &BTreeMap<String, String>) -> Result<Reply, HostCallError> {
         &[after.into(), (limit + 1).into()],
     )?;
     let shown = page.rows.len().min(limit as usize);
-    let notes: Vec<Json> = page.rows[..shown].iter().map(|row| note_json(row)).collect();
+    let notes: Vec<Json> = page.rows[..shown]
+        .iter()
+        .map(|row| note_json(row))
+        .collect();
     let next_after = if page.rows.len() > shown {
         page.rows[shown - 1].first().and_then(Value::as_i64)
     } else {
