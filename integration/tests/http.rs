@@ -373,3 +373,15 @@ fn an_undeclared_http_import_is_stubbed_and_reported() {
         text(&out)
     );
 }
+
+#[test]
+fn a_body_limit_the_guest_buffer_cannot_hold_is_refused_at_load() {
+    let (_dir, m) = echo_with("max_body_kb = 2048", "[limits]\nmax_buffer_kb = 1024");
+    let out = run_pulp(&["check", m.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("max_body_kb (2048) must be below limits.max_buffer_kb (1024)"),
+        "{all}"
+    );
+}
