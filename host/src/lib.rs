@@ -19,6 +19,7 @@ pub mod caps;
 pub mod check;
 pub mod config;
 mod epoch;
+mod fault;
 mod host;
 pub mod limiter;
 pub mod manifest;

@@ -6,64 +6,18 @@
 //! the call number and what went wrong. Nothing here panics on guest behaviour.
 
 use crate::epoch::EpochClock;
-use crate::limiter::{MemoryLimitExceeded, PluginLimiter};
-use crate::manifest::Limits;
+use crate::fault::classify;
+pub use crate::fault::{FaultKind, PluginFault};
+use crate::limiter::PluginLimiter;
 use crate::prepared::PreparedPlugin;
 use crate::wasi_log::GuestLog;
 use pulp_abi::{names, StepEnvelope};
 use pulp_ext::{guest::checked_range, EventSink, GuestExports, PluginState};
-use std::fmt;
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wasmtime::{Instance, Memory, Store, Trap, TypedFunc, Val};
+use std::time::{SystemTime, UNIX_EPOCH};
+use wasmtime::{Instance, Memory, Store, TypedFunc, Val};
 use wasmtime_wasi::WasiCtxBuilder;
-
-/// What went wrong in a call into a plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FaultKind {
-    /// The guest trapped (unreachable, bad memory access, stack overflow, ...).
-    Trap(String),
-    /// The call ran past its wall-clock budget and was interrupted.
-    Timeout(Duration),
-    /// The guest grew linear memory past its limit.
-    MemoryLimit(String),
-    /// The call used up its `limits.fuel`.
-    FuelExhausted(u64),
-    /// `pulp_init` / `pulp_shutdown` returned non-zero.
-    ErrorCode(i32),
-    /// The guest broke the ABI (bad allocation, output handle out of range, ...).
-    Abi(String),
-    /// Instantiation or capability set-up failed.
-    Setup(String),
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FaultKind::Trap(m) => f.write_str(m),
-            FaultKind::Timeout(b) => write!(f, "time budget of {} ms exceeded", b.as_millis()),
-            FaultKind::MemoryLimit(m) => f.write_str(m),
-            FaultKind::FuelExhausted(n) => write!(f, "fuel budget of {n} exhausted"),
-            FaultKind::ErrorCode(c) => write!(f, "returned error code {c}"),
-            FaultKind::Abi(m) => write!(f, "ABI violation: {m}"),
-            FaultKind::Setup(m) => write!(f, "set-up failed: {m}"),
-        }
-    }
-}
-
-/// A failed call: which plugin, which export, which call, what happened.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("plugin `{plugin}`: {export} (call {call_number}): {kind}")]
-pub struct PluginFault {
-    /// Plugin name.
-    pub plugin: String,
-    /// The export that was being called (or `instantiate`).
-    pub export: &'static str,
-    /// Steps issued so far (0 during init).
-    pub call_number: u64,
-    /// What went wrong.
-    pub kind: FaultKind,
-}
 
 /// The result of one successful `pulp_step`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -470,20 +424,6 @@ fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     }
     let _running = clock.enter();
     func.call(store, params)
-}
-
-/// Turns a wasmtime error from a guest call into a fault kind.
-fn classify(err: &wasmtime::Error, limits: &Limits) -> FaultKind {
-    if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>() {
-        return FaultKind::MemoryLimit(limit.to_string());
-    }
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => FaultKind::Timeout(limits.call_timeout),
-        Some(Trap::OutOfFuel) => FaultKind::FuelExhausted(limits.fuel.unwrap_or(0)),
-        Some(trap) => FaultKind::Trap(trap.to_string()),
-        // A host function's error: its own message, without wasmtime's backtrace context.
-        None => FaultKind::Trap(err.root_cause().to_string()),
-    }
 }
 
 impl Exports {
