@@ -5,6 +5,7 @@
 //! plugin costs no CPU.
 
 use crate::epoch::EpochClock;
+use crate::metrics::PluginMetrics;
 use crate::plugin::{Plugin, PluginFault, StepOutcome};
 use crate::prepared::PreparedPlugin;
 use crate::restart::RestartTracker;
@@ -101,14 +102,19 @@ enum Mail {
 
 /// A plugin's mailbox: capabilities push encoded events into it.
 #[derive(Clone)]
-pub struct Mailbox(SyncSender<Mail>);
+pub struct Mailbox {
+    tx: SyncSender<Mail>,
+    metrics: Arc<PluginMetrics>,
+}
 
 impl EventSink for Mailbox {
     fn push(&self, event: Vec<u8>) -> Result<(), EventRejected> {
-        self.0.try_send(Mail::Event(event)).map_err(|e| match e {
+        self.tx.try_send(Mail::Event(event)).map_err(|e| match e {
             TrySendError::Full(_) => EventRejected::Full,
             TrySendError::Disconnected(_) => EventRejected::Closed,
-        })
+        })?;
+        self.metrics.mailbox(1);
+        Ok(())
     }
 }
 
@@ -131,11 +137,16 @@ impl RunningPlugin {
         &self.mailbox
     }
 
+    /// Its live counters.
+    pub fn metrics(&self) -> &Arc<PluginMetrics> {
+        &self.mailbox.metrics
+    }
+
     /// Asks the plugin to stop after its current step.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         // When the mailbox is full the actor is busy and sees the flag after this step.
-        let _ = self.mailbox.0.try_send(Mail::Stop);
+        let _ = self.mailbox.tx.try_send(Mail::Stop);
     }
 
     /// True once the actor thread has ended.
@@ -167,7 +178,11 @@ pub fn spawn(
 ) -> std::io::Result<RunningPlugin> {
     let name = prepared.manifest.name.clone();
     let (tx, rx) = sync_channel(prepared.manifest.limits.mailbox);
-    let mailbox = Mailbox(tx);
+    let metrics = Arc::new(PluginMetrics::default());
+    let mailbox = Mailbox {
+        tx,
+        metrics: metrics.clone(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let actor = Actor {
         prepared,
@@ -210,11 +225,13 @@ impl Actor {
                 Ok(()) => return summary,
                 Err(fault) => fault,
             };
+            self.mailbox.metrics.fault(&fault.kind);
             let delay = match restarts.after_failure(Instant::now()) {
                 Some(delay) if !self.stopping() => delay,
                 _ => return self.failed(summary, fault),
             };
             summary.restarts += 1;
+            self.mailbox.metrics.restart();
             tracing::warn!(plugin = %name, "{fault}; restart {} in {} ms", summary.restarts, delay.as_millis());
             let _ = self.events.send(RunEvent::Restarting {
                 plugin: name.clone(),
@@ -293,15 +310,20 @@ impl Actor {
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
             };
+            let started = Instant::now();
             let outcome = match mail {
                 Some(Mail::Stop) => return Ok(()),
-                Some(Mail::Event(event)) => plugin.step(&event)?,
+                Some(Mail::Event(event)) => {
+                    self.mailbox.metrics.mailbox(-1);
+                    plugin.step(&event)?
+                }
                 None => {
                     // Skip ticks missed while a step ran long rather than bursting to catch up.
                     next_tick = (next_tick + tick).max(Instant::now());
                     plugin.step(&[])?
                 }
             };
+            self.mailbox.metrics.step(started.elapsed(), outcome.handle);
             summary.steps += 1;
             self.report(summary, outcome);
         }

@@ -23,6 +23,7 @@ mod fault;
 mod host;
 pub mod limiter;
 pub mod manifest;
+pub mod metrics;
 pub mod plugin;
 mod prepared;
 pub mod registry;

@@ -3,6 +3,7 @@
 mod caps;
 mod check;
 mod inspect;
+mod metrics_endpoint;
 mod run;
 mod scaffold;
 pub mod telemetry;

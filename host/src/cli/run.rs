@@ -2,12 +2,16 @@
 
 use anyhow::Context;
 use clap::Args;
+use pulp_host::metrics::PluginMetrics;
 use pulp_host::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+use super::metrics_endpoint;
 
 /// Longest wait for HTTP requests in flight at shutdown, beyond the slowest call budget.
 const HTTP_GRACE: Duration = Duration::from_secs(10);
@@ -26,6 +30,9 @@ pub struct RunArgs {
     /// Address of the HTTP listener, for plugins that declare `transport.http.inbound`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_addr: Option<String>,
     /// Plugin manifests.
     #[arg(required = true)]
     manifests: Vec<PathBuf>,
@@ -83,6 +90,28 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     drop(tx);
 
+    let metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let plugins: Vec<(String, Arc<PluginMetrics>)> = running
+                .iter()
+                .map(|p| (p.name().to_string(), p.metrics().clone()))
+                .collect();
+            let http = http.clone();
+            let render: metrics_endpoint::Render = Arc::new(move || {
+                let view: Vec<(String, &PluginMetrics)> = plugins
+                    .iter()
+                    .map(|(n, m)| (n.clone(), m.as_ref()))
+                    .collect();
+                pulp_host::metrics::render(&view, &http.responses())
+            });
+            let (_, task) = metrics_endpoint::serve(addr, render)
+                .await
+                .with_context(|| format!("metrics listener on {addr}"))?;
+            Some(task)
+        }
+        None => None,
+    };
+
     let deadline = async {
         match args.duration {
             Some(secs) => tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await,
@@ -108,6 +137,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     for plugin in &running {
         plugin.stop();
+    }
+    if let Some(task) = metrics {
+        task.abort();
     }
     let summaries = tokio::task::spawn_blocking(move || {
         running

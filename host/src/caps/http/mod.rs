@@ -74,6 +74,8 @@ struct Shared {
     next_id: AtomicU64,
     /// Routes declared in manifests, by plugin, for load-time conflict checks.
     declared: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// Responses sent, by (plugin or `-`, status), for metrics.
+    responses: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
 }
 
 /// The HTTP capability. Clones share one route table and one server.
@@ -99,6 +101,24 @@ impl HttpCapability {
     /// Starts the listener on `addr` (`127.0.0.1:0` picks a free port).
     pub async fn serve(&self, addr: &str) -> std::io::Result<HttpServer> {
         HttpServer::start(self.shared.clone(), addr).await
+    }
+
+    /// Responses sent so far, by plugin (`-` when no route matched) and status.
+    pub fn responses(&self) -> Vec<crate::metrics::ResponseCount> {
+        let counts = self
+            .shared
+            .responses
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        counts
+            .into_iter()
+            .map(|((plugin, status), count)| crate::metrics::ResponseCount {
+                plugin,
+                status,
+                count,
+            })
+            .collect()
     }
 
     /// Requests still waiting for a plugin's response.

@@ -73,7 +73,7 @@ async fn accept_loop(
                     let shared = shared.clone();
                     let service = service_fn(move |req| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(req, shared).await) }
+                        async move { Ok::<_, Infallible>(counted(req, shared).await) }
                     });
                     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
@@ -129,7 +129,25 @@ impl Drop for PendingGuard {
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Full<Bytes>> {
+/// Handles a request and counts its response by plugin and status.
+async fn counted(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Full<Bytes>> {
+    let mut matched = None;
+    let response = handle(req, &shared, &mut matched).await;
+    if let Ok(mut counts) = shared.responses.lock() {
+        let plugin = matched.unwrap_or_else(|| "-".to_string());
+        *counts
+            .entry((plugin, response.status().as_u16()))
+            .or_default() += 1;
+    }
+    response
+}
+
+/// Serves one request; `matched` is set to the plugin whose route matched.
+async fn handle(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    matched: &mut Option<String>,
+) -> Response<Full<Bytes>> {
     let method = req.method().as_str().to_ascii_uppercase();
     let path = req.uri().path().to_string();
     let lookup = match shared.routes.read() {
@@ -137,7 +155,10 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Full<By
         Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "route table unavailable"),
     };
     let (plugin_name, params) = match lookup {
-        Lookup::Found { plugin, params } => (plugin, params),
+        Lookup::Found { plugin, params } => {
+            *matched = Some(plugin.clone());
+            (plugin, params)
+        }
         Lookup::NotFound => {
             return plain(
                 StatusCode::NOT_FOUND,
