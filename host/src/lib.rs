@@ -17,6 +17,7 @@
 pub mod actor;
 pub mod caps;
 pub mod check;
+pub mod cli;
 pub mod config;
 mod epoch;
 mod fault;

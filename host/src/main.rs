@@ -1,21 +1,7 @@
-//! `pulp`: run, check and list capabilities of WebAssembly plugins.
+//! `pulp`: run, check, inspect and scaffold WebAssembly plugins. The whole
+//! command line lives in the library ([`pulp_host::cli`]), so a custom host
+//! with more capabilities is this file plus one `.gated(..)`.
 
-mod cli;
-
-use clap::Parser;
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    if let Err(e) = cli::telemetry::init(&args.log) {
-        eprintln!("pulp: {e:#}");
-        return ExitCode::from(2);
-    }
-    match cli::dispatch(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("pulp: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    pulp_host::cli::main(|host| host)
 }

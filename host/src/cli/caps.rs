@@ -1,7 +1,7 @@
 //! `pulp caps`: the registry, capability by capability, as text or as the
 //! Markdown table the README includes.
 
-use pulp_host::Host;
+use crate::Host;
 use std::process::ExitCode;
 
 pub fn caps(host: &Host, markdown: bool) -> anyhow::Result<ExitCode> {
@@ -32,8 +32,8 @@ fn markdown_table(host: &Host) -> String {
             .map(|s| format!("`{}{}`", s.name, s.signature()))
             .collect();
         let bound = match entry.gate {
-            pulp_host::Gate::Always => "always",
-            pulp_host::Gate::Manifest => "when declared",
+            crate::Gate::Always => "always",
+            crate::Gate::Manifest => "when declared",
         };
         out.push_str(&format!(
             "| `{}` | {bound} | {} | {} |\n",

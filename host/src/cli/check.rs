@@ -1,6 +1,6 @@
 //! `pulp check`: validate manifests and wasm without running them.
 
-use pulp_host::Host;
+use crate::Host;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,8 +1,8 @@
 //! `pulp inspect FILE.wasm`: what a module exports and imports, which
 //! capabilities its imports need, and whether it satisfies the ABI.
 
-use pulp_host::check::{exports_of, inspect_module, ImportBinding};
-use pulp_host::Host;
+use crate::check::{exports_of, inspect_module, ImportBinding};
+use crate::Host;
 use std::path::Path;
 use std::process::ExitCode;
 

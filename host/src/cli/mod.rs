@@ -1,4 +1,19 @@
-//! Command-line interface: argument parsing and one module per subcommand.
+//! The `pulp` command line, as a library: a custom host is the `pulp` binary
+//! plus its own capabilities, in a few lines.
+//!
+//! ```no_run
+//! use pulp_host::caps::LoggingCapability;
+//! # struct MyCapability;
+//! # impl pulp_ext::Capability for MyCapability {
+//! #     fn name(&self) -> &str { "my.capability" }
+//! #     fn summary(&self) -> &str { "" }
+//! #     fn imports(&self) -> &[pulp_ext::ImportSpec] { &[] }
+//! #     fn link(&self, _: &mut wasmtime::Linker<pulp_ext::PluginState>) -> wasmtime::Result<()> { Ok(()) }
+//! # }
+//! fn main() -> std::process::ExitCode {
+//!     pulp_host::cli::main(|host| host.gated(MyCapability))
+//! }
+//! ```
 
 mod caps;
 mod check;
@@ -6,11 +21,11 @@ mod inspect;
 mod metrics_endpoint;
 mod run;
 mod scaffold;
-pub mod telemetry;
+mod telemetry;
 
+use crate::caps::{HttpCapability, SqliteCapability};
+use crate::{Host, HostBuilder, Manifest};
 use clap::{Parser, Subcommand};
-use pulp_host::caps::{HttpCapability, SqliteCapability};
-use pulp_host::{Host, HostBuilder, Manifest};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,7 +36,27 @@ pub struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    pub log: telemetry::LogArgs,
+    log: telemetry::LogArgs,
+}
+
+/// Adds an embedder's capabilities to the built-in ones.
+type Extend<'a> = &'a dyn Fn(HostBuilder) -> HostBuilder;
+
+/// Parses the command line and runs it on a host with the built-in
+/// capabilities plus whatever `extend` adds. Returns the process exit code.
+pub fn main(extend: impl Fn(HostBuilder) -> HostBuilder) -> ExitCode {
+    let args = Cli::parse();
+    if let Err(e) = telemetry::init(&args.log) {
+        eprintln!("pulp: {e:#}");
+        return ExitCode::from(2);
+    }
+    match dispatch(args, &extend) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pulp: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,7 +69,7 @@ enum Command {
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
         /// Data directory the plugins would use.
-        #[arg(long, default_value = pulp_host::DEFAULT_DATA_DIR)]
+        #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
     /// List the capabilities of this host and their imports.
@@ -71,14 +106,18 @@ enum Command {
 /// The host the `pulp` binary runs: the built-in capabilities, assembled like any
 /// embedder's. The HTTP capability is returned too: `run` starts its listener.
 /// Fuel metering is on only when one of `manifests` sets `limits.fuel`.
-fn host(data_dir: PathBuf, manifests: &[PathBuf]) -> anyhow::Result<(Host, HttpCapability)> {
+fn host(
+    data_dir: PathBuf,
+    manifests: &[PathBuf],
+    extend: Extend,
+) -> anyhow::Result<(Host, HttpCapability)> {
     let http = HttpCapability::new();
     let builder: HostBuilder = Host::builder()
         .data_dir(data_dir)
         .fuel_metering(manifests.iter().any(|m| wants_fuel(m)))
         .gated(http.clone())
         .gated(SqliteCapability);
-    Ok((builder.build()?, http))
+    Ok((extend(builder).build()?, http))
 }
 
 /// True when the manifest at `path` parses and sets `limits.fuel`; any problem
@@ -91,17 +130,15 @@ fn wants_fuel(path: &std::path::Path) -> bool {
 }
 
 /// Runs the chosen subcommand.
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+fn dispatch(cli: Cli, extend: Extend) -> anyhow::Result<ExitCode> {
+    let default_dir = || PathBuf::from(crate::DEFAULT_DATA_DIR);
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, extend),
         Command::Check {
             manifests,
             data_dir,
-        } => check::check(&host(data_dir, &manifests)?.0, &manifests),
-        Command::Caps { markdown } => caps::caps(
-            &host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0,
-            markdown,
-        ),
+        } => check::check(&host(data_dir, &manifests, extend)?.0, &manifests),
+        Command::Caps { markdown } => caps::caps(&host(default_dir(), &[], extend)?.0, markdown),
         Command::New {
             name,
             http,
@@ -115,9 +152,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             sdk,
         }),
-        Command::Inspect { file } => inspect::inspect(
-            &host(PathBuf::from(pulp_host::DEFAULT_DATA_DIR), &[])?.0,
-            &file,
-        ),
+        Command::Inspect { file } => inspect::inspect(&host(default_dir(), &[], extend)?.0, &file),
     }
 }

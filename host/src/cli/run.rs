@@ -1,9 +1,9 @@
 //! `pulp run`: load plugins, drive them, print outputs and a summary.
 
+use crate::metrics::PluginMetrics;
+use crate::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};
 use anyhow::Context;
 use clap::Args;
-use pulp_host::metrics::PluginMetrics;
-use pulp_host::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +25,7 @@ pub struct RunArgs {
     #[arg(long)]
     duration: Option<f64>,
     /// Where plugins keep their files: DIR/<plugin name>/.
-    #[arg(long, default_value = pulp_host::DEFAULT_DATA_DIR)]
+    #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Address of the HTTP listener, for plugins that declare `transport.http.inbound`.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -38,16 +38,16 @@ pub struct RunArgs {
     manifests: Vec<PathBuf>,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, extend: super::Extend) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .build()?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(run_async(args, extend))
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (host, http) = super::host(args.data_dir.clone(), &args.manifests)?;
+async fn run_async(args: RunArgs, extend: super::Extend<'_>) -> anyhow::Result<ExitCode> {
+    let (host, http) = super::host(args.data_dir.clone(), &args.manifests, extend)?;
     let mut prepared = Vec::new();
     let mut names = HashSet::new();
     for path in &args.manifests {
@@ -64,7 +64,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The listener starts only when some plugin may serve HTTP.
     let wants_http = prepared
         .iter()
-        .any(|p| p.info.declares(pulp_host::caps::http::NAME));
+        .any(|p| p.info.declares(crate::caps::http::NAME));
     let server = match wants_http {
         true => Some(
             http.serve(&args.http_addr)
@@ -102,7 +102,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|(n, m)| (n.clone(), m.as_ref()))
                     .collect();
-                pulp_host::metrics::render(&view, &http.responses())
+                crate::metrics::render(&view, &http.responses())
             });
             let (_, task) = metrics_endpoint::serve(addr, render)
                 .await
@@ -183,7 +183,7 @@ fn print_event(event: &RunEvent) {
 fn render(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) if !s.chars().any(|c| c.is_control() && c != '\t') => s.to_string(),
-        _ => format!("0x{}", pulp_host::manifest::hex(bytes)),
+        _ => format!("0x{}", crate::manifest::hex(bytes)),
     }
 }
 
