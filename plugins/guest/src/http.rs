@@ -9,22 +9,9 @@ pub use pulp_abi::http::{HttpRequest as Request, HttpResponse as Response};
 use pulp_abi::http::{HttpRoute, REQUEST_EVENT};
 use std::collections::BTreeMap;
 
-fn call_msgpack(
-    f: unsafe extern "C" fn(*const u8, u32) -> u32,
-    value: &impl serde::Serialize,
-) -> Result<(), HostCallError> {
-    let bytes = rmp_serde::to_vec_named(value)
-        .map_err(|_| HostCallError(pulp_abi::Code::DecodeFailed.as_u32()))?;
-    // SAFETY: pointer and length describe the live buffer `bytes`.
-    match unsafe { f(bytes.as_ptr(), bytes.len() as u32) } {
-        0 => Ok(()),
-        code => Err(HostCallError(code)),
-    }
-}
-
 /// Serves `method` on `path`; `:name` segments bind `request.params["name"]`.
 pub fn register(method: &str, path: &str) -> Result<(), HostCallError> {
-    call_msgpack(
+    crate::ext::call_in(
         crate::sys::http_register,
         &HttpRoute {
             method: method.into(),
@@ -35,7 +22,7 @@ pub fn register(method: &str, path: &str) -> Result<(), HostCallError> {
 
 /// Sends the response to request `response.id`.
 pub fn respond(response: &Response) -> Result<(), HostCallError> {
-    call_msgpack(crate::sys::http_respond, response)
+    crate::ext::call_in(crate::sys::http_respond, response)
 }
 
 /// The HTTP request this step carries, if it carries one.

@@ -29,6 +29,7 @@
 //! ```
 
 pub mod entropy;
+pub mod ext;
 pub mod http;
 pub mod log;
 mod memory;
