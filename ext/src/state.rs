@@ -45,6 +45,39 @@ impl PluginInfo {
     /// Decodes `[grants."<capability>"]` into `T`; an absent table decodes as empty,
     /// so `T`'s serde defaults apply. Use `#[serde(deny_unknown_fields)]` on `T` so a
     /// misspelt key is an error that names it.
+    ///
+    /// ```
+    /// use pulp_ext::{GuestLimits, PluginInfo};
+    /// use std::time::Duration;
+    ///
+    /// #[derive(serde::Deserialize, Debug, PartialEq)]
+    /// #[serde(deny_unknown_fields, default)]
+    /// struct Settings { images: Vec<String>, max_running: u32 }
+    /// impl Default for Settings {
+    ///     fn default() -> Self { Settings { images: vec![], max_running: 1 } }
+    /// }
+    ///
+    /// let manifest: toml::Table = toml::from_str(r#"
+    ///     [grants."spawn.example"]
+    ///     images = ["busybox"]
+    /// "#).unwrap();
+    /// let grants = manifest["grants"].as_table().unwrap().iter()
+    ///     .map(|(k, v)| (k.clone(), v.as_table().unwrap().clone())).collect();
+    /// let info = PluginInfo {
+    ///     name: "p".into(),
+    ///     capabilities: vec!["spawn.example".into()],
+    ///     data_dir: "data/p".into(),
+    ///     grants,
+    ///     limits: GuestLimits { max_buffer: 1 << 20, call_budget: Duration::from_secs(1) },
+    /// };
+    /// let s: Settings = info.settings("spawn.example").unwrap();
+    /// assert_eq!(s, Settings { images: vec!["busybox".into()], max_running: 1 });
+    ///
+    /// let mut typo = info.clone();
+    /// typo.grants.get_mut("spawn.example").unwrap().insert("max_runing".into(), 2.into());
+    /// let err = typo.settings::<Settings>("spawn.example").unwrap_err().to_string();
+    /// assert!(err.contains("unknown field `max_runing`"), "{err}");
+    /// ```
     pub fn settings<T: DeserializeOwned>(&self, capability: &str) -> Result<T, CapabilityError> {
         let table = self.grants.get(capability).cloned().unwrap_or_default();
         T::deserialize(toml::Value::Table(table)).map_err(|e| CapabilityError {

@@ -123,15 +123,16 @@ fn lib_rs(name: &str, http: bool, sqlite: bool) -> String {
             "        http::register(\"GET\", \"/{name}/hello\")?;\n"
         ));
     }
-    let record = if sqlite {
-        "        sqlite::exec(\"INSERT INTO visits(at_ns) VALUES (?)\", &[(step.wall_time_ns as i64).into()])?;\n        let rows = sqlite::query(\"SELECT count(*) FROM visits\", &[])?.rows;\n        let count = rows.first().and_then(|row| row.first()).and_then(|v| v.as_i64()).unwrap_or(0);\n"
+    // What a step does: count (visits in SQLite, or steps) and answer or output.
+    let count = if sqlite {
+        "sqlite::exec(\"INSERT INTO visits(at_ns) VALUES (?)\", &[(step.wall_time_ns as i64).into()])?;\n        let rows = sqlite::query(\"SELECT count(*) FROM visits\", &[])?.rows;\n        let count = rows.first().and_then(|row| row.first()).and_then(|v| v.as_i64()).unwrap_or(0);"
     } else {
-        "        let count = step.call_number as i64;\n"
+        "let count = step.call_number as i64;"
     };
-    let handle = if http {
-        "        if let Some(req) = http::request(&step)? {\n            http::respond(&http::text(req.id, 200, format!(\"{} #{count}\", self.greeting)))?;\n            return Ok(None);\n        }\n        Ok(None)\n"
+    let body = if http {
+        format!("        // Ticks come too (tick_ms); only requests count.\n        let Some(req) = http::request(&step)? else {{ return Ok(None) }};\n        {count}\n        http::respond(&http::text(req.id, 200, format!(\"{{}} #{{count}}\", self.greeting)))?;\n        Ok(None)\n")
     } else {
-        "        log::info(&format!(\"{} #{count}\", self.greeting));\n        Ok(Some(format!(\"{} #{count}\", self.greeting).into_bytes()))\n"
+        format!("        {count}\n        log::info(&format!(\"{{}} #{{count}}\", self.greeting));\n        Ok(Some(format!(\"{{}} #{{count}}\", self.greeting).into_bytes()))\n")
     };
     format!(
         r#"//! {name}: a Pulp plugin. Build with
@@ -159,7 +160,7 @@ impl Plugin for App {{
     }}
 
     fn step(&mut self, step: Step<'_>) -> StepResult {{
-{record}{handle}    }}
+{body}    }}
 }}
 
 export_plugin!(App);
