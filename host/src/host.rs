@@ -5,6 +5,7 @@ use crate::caps::{EntropyCapability, LoggingCapability};
 use crate::check::{check_plugin, CheckReport};
 use crate::epoch::{EpochClock, EpochTimer};
 use crate::manifest::{Manifest, ManifestError};
+use crate::module_cache::{CacheOutcome, ModuleCache};
 use crate::prepared::PreparedPlugin;
 use crate::registry::{Gate, Registry, RegistryError};
 use pulp_ext::{Capability, GuestLimits, PluginInfo, PluginState};
@@ -57,6 +58,7 @@ pub struct HostBuilder {
     registry: Result<Registry, RegistryError>,
     data_dir: PathBuf,
     fuel_metering: bool,
+    module_cache: Option<ModuleCache>,
 }
 
 impl HostBuilder {
@@ -82,6 +84,13 @@ impl HostBuilder {
         self
     }
 
+    /// Keeps compiled modules in `dir`, so a plugin loads without compiling
+    /// after its first start (see [`ModuleCache`]). Off by default.
+    pub fn module_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.module_cache = Some(ModuleCache::new(dir));
+        self
+    }
+
     /// Meters fuel in every plugin, so manifests may set `limits.fuel`. Off by
     /// default: metering costs every guest call some speed.
     pub fn fuel_metering(mut self, on: bool) -> Self {
@@ -102,6 +111,7 @@ impl HostBuilder {
             registry,
             data_dir: self.data_dir,
             fuel_metering: self.fuel_metering,
+            module_cache: self.module_cache,
             clock,
             _timer: timer,
         })
@@ -114,6 +124,7 @@ pub struct Host {
     registry: Registry,
     data_dir: PathBuf,
     fuel_metering: bool,
+    module_cache: Option<ModuleCache>,
     clock: EpochClock,
     _timer: EpochTimer,
 }
@@ -125,6 +136,7 @@ impl Host {
             registry: Ok(Registry::new()),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             fuel_metering: false,
+            module_cache: None,
         }
         .always(LoggingCapability)
         .always(EntropyCapability)
@@ -186,7 +198,13 @@ impl Host {
             };
             (report, LoadError::Manifest(e))
         })?;
-        let module = Module::new(&self.engine, &wasm).map_err(|e| {
+        let compiled = match &self.module_cache {
+            Some(cache) => cache
+                .load_or_compile(&self.engine, &wasm)
+                .map(|(m, outcome)| (m, Some(outcome))),
+            None => Module::new(&self.engine, &wasm).map(|m| (m, None)),
+        };
+        let (module, cached) = compiled.map_err(|e| {
             let problem = format!(
                 "{}: not a valid wasm module: {e:#}",
                 manifest.wasm.display()
@@ -209,6 +227,13 @@ impl Host {
             },
         });
         let (mut report, granted) = check_plugin(&self.registry, &manifest, &info, &module);
+        report.notes.extend(cached.map(|outcome| match outcome {
+            CacheOutcome::Hit(path) => format!("module: loaded from cache {}", path.display()),
+            CacheOutcome::Stored(path) => format!("module: compiled, cached as {}", path.display()),
+            CacheOutcome::Rebuilt(path, why) => {
+                format!("module: cache entry {} rebuilt ({why})", path.display())
+            }
+        }));
         if manifest.limits.fuel.is_some() && !self.fuel_metering {
             report.problems.push(
                 "limits.fuel needs a host that meters fuel (HostBuilder::fuel_metering; `pulp` turns it on when a manifest sets limits.fuel)".into(),

@@ -25,6 +25,7 @@ mod host;
 pub mod limiter;
 pub mod manifest;
 pub mod metrics;
+pub mod module_cache;
 pub mod plugin;
 mod prepared;
 pub mod registry;

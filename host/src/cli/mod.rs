@@ -71,6 +71,9 @@ enum Command {
         /// Data directory the plugins would use.
         #[arg(long, default_value = crate::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// Compile every module afresh instead of using DATA_DIR/.modules.
+        #[arg(long)]
+        no_module_cache: bool,
     },
     /// List the capabilities of this host and their imports.
     Caps {
@@ -106,13 +109,20 @@ enum Command {
 /// The host the `pulp` binary runs: the built-in capabilities, assembled like any
 /// embedder's. The HTTP capability is returned too: `run` starts its listener.
 /// Fuel metering is on only when one of `manifests` sets `limits.fuel`.
+/// Compiled modules are kept in `DATA_DIR/.modules` unless `no_module_cache`
+/// (plugin names cannot start with a dot, so it never meets a plugin's directory).
 fn host(
     data_dir: PathBuf,
     manifests: &[PathBuf],
+    no_module_cache: bool,
     extend: Extend,
 ) -> anyhow::Result<(Host, HttpCapability)> {
     let http = HttpCapability::new();
-    let builder: HostBuilder = Host::builder()
+    let mut builder: HostBuilder = Host::builder();
+    if !no_module_cache {
+        builder = builder.module_cache(data_dir.join(".modules"));
+    }
+    let builder = builder
         .data_dir(data_dir)
         .fuel_metering(manifests.iter().any(|m| wants_fuel(m)))
         .gated(http.clone())
@@ -137,8 +147,14 @@ fn dispatch(cli: Cli, extend: Extend) -> anyhow::Result<ExitCode> {
         Command::Check {
             manifests,
             data_dir,
-        } => check::check(&host(data_dir, &manifests, extend)?.0, &manifests),
-        Command::Caps { markdown } => caps::caps(&host(default_dir(), &[], extend)?.0, markdown),
+            no_module_cache,
+        } => check::check(
+            &host(data_dir, &manifests, no_module_cache, extend)?.0,
+            &manifests,
+        ),
+        Command::Caps { markdown } => {
+            caps::caps(&host(default_dir(), &[], true, extend)?.0, markdown)
+        }
         Command::New {
             name,
             http,
@@ -152,6 +168,8 @@ fn dispatch(cli: Cli, extend: Extend) -> anyhow::Result<ExitCode> {
             dir,
             sdk,
         }),
-        Command::Inspect { file } => inspect::inspect(&host(default_dir(), &[], extend)?.0, &file),
+        Command::Inspect { file } => {
+            inspect::inspect(&host(default_dir(), &[], true, extend)?.0, &file)
+        }
     }
 }

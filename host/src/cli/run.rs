@@ -30,6 +30,9 @@ pub struct RunArgs {
     /// Address of the HTTP listener, for plugins that declare `transport.http.inbound`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: String,
+    /// Compile every module afresh instead of using DATA_DIR/.modules.
+    #[arg(long)]
+    no_module_cache: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics_addr: Option<String>,
@@ -47,7 +50,12 @@ pub fn run(args: RunArgs, extend: super::Extend) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: RunArgs, extend: super::Extend<'_>) -> anyhow::Result<ExitCode> {
-    let (host, http) = super::host(args.data_dir.clone(), &args.manifests, extend)?;
+    let (host, http) = super::host(
+        args.data_dir.clone(),
+        &args.manifests,
+        args.no_module_cache,
+        extend,
+    )?;
     let mut prepared = Vec::new();
     let mut names = HashSet::new();
     for path in &args.manifests {
