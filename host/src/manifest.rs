@@ -167,16 +167,14 @@ fn line_of(src: &str, offset: usize) -> usize {
 }
 
 impl Manifest {
-    /// Reads and validates the manifest at `path`, and checks its wasm file exists,
-    /// looks like wasm and matches `sha256` when one is given.
+    /// Reads and validates the manifest at `path`. The wasm file is not touched
+    /// here: [`Manifest::read_wasm`] reads and checks it, once, when it is needed.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let src = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
             file: path.to_path_buf(),
             source,
         })?;
-        let manifest = Manifest::parse(path, &src)?;
-        manifest.read_wasm()?;
-        Ok(manifest)
+        Manifest::parse(path, &src)
     }
 
     /// Parses manifest text; `path` locates relative paths and appears in errors.

@@ -133,10 +133,7 @@ fn host(
 /// True when the manifest at `path` parses and sets `limits.fuel`; any problem
 /// with it is reported later, when it is loaded for real.
 fn wants_fuel(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|src| Manifest::parse(path, &src).ok())
-        .is_some_and(|m| m.limits.fuel.is_some())
+    Manifest::load(path).is_ok_and(|m| m.limits.fuel.is_some())
 }
 
 /// Runs the chosen subcommand.
