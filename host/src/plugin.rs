@@ -354,19 +354,17 @@ impl Plugin {
         pick: impl FnOnce(&Exports) -> &TypedFunc<P, R>,
         params: P,
     ) -> Result<R, PluginFault> {
-        let func = pick(&self.exports);
-        run_guest(
-            &mut self.store,
-            &self.clock,
-            self.budget_ticks,
-            self.prepared.manifest.limits.fuel,
-            func,
-            params,
-        )
-        .map_err(|e| self.fault_from(export, &e))
+        self.call_optional(export, |e| Some(pick(e)), params)?
+            .ok_or_else(|| {
+                self.fault(
+                    export,
+                    FaultKind::Abi(format!("export `{export}` is missing")),
+                )
+            })
     }
 
     /// Like [`Plugin::call`] for an optional export: `Ok(None)` when absent.
+    /// Both go through here, so every guest call gets the same budget and fault mapping.
     fn call_optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
         &mut self,
         export: &'static str,
