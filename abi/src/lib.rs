@@ -7,13 +7,15 @@
 //! - [`event`]: the MessagePack event carried in an envelope's payload;
 //! - [`names`]: the names of the exports a plugin provides and of the `pulp` imports;
 //! - [`code`]: the numeric codes host imports return;
-//! - one module per capability with its request/response structs ([`http`], [`sqlite`]).
+//! - one module per capability with its request/response structs ([`http`], [`sqlite`],
+//!   [`docker`]).
 //!
 //! The ABI is Pulp v0.1 compatible: a plugin built for the Go host runs unchanged.
 
 extern crate alloc;
 
 pub mod code;
+pub mod docker;
 pub mod envelope;
 pub mod event;
 pub mod http;

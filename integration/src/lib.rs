@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests in `tests/`: where the repository,
 //! the built plugins and the `pulp` binary are, and small WAT plugins.
 
+pub mod docker;
 pub mod http_client;
 pub mod sql_runner;
 
@@ -157,8 +158,18 @@ fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
 impl RunningPulp {
     /// Starts `pulp run --http-addr <free port> <manifests>` with `extra` arguments first.
     pub fn start(extra: &[&str], manifests: &[&Path]) -> RunningPulp {
+        RunningPulp::start_with_env(&[], extra, manifests)
+    }
+
+    /// [`RunningPulp::start`] with environment variables set for the host.
+    pub fn start_with_env(
+        env: &[(&str, &str)],
+        extra: &[&str],
+        manifests: &[&Path],
+    ) -> RunningPulp {
         let addr = http_client::free_addr();
         let mut child = pulp()
+            .envs(env.iter().copied())
             .arg("run")
             .args(extra)
             .args(["--http-addr", &addr.to_string()])

@@ -23,7 +23,7 @@ mod run;
 mod scaffold;
 mod telemetry;
 
-use crate::caps::{HttpCapability, SqliteCapability};
+use crate::caps::{DockerCapability, HttpCapability, SqliteCapability};
 use crate::{Host, HostBuilder, Manifest};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -126,7 +126,8 @@ fn host(
         .data_dir(data_dir)
         .fuel_metering(manifests.iter().any(|m| wants_fuel(m)))
         .gated(http.clone())
-        .gated(SqliteCapability);
+        .gated(SqliteCapability)
+        .gated(DockerCapability::new());
     Ok((extend(builder).build()?, http))
 }
 

@@ -28,6 +28,7 @@
 //! export_plugin!(Hello);
 //! ```
 
+pub mod docker;
 pub mod entropy;
 pub mod ext;
 pub mod http;

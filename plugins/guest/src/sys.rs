@@ -31,3 +31,14 @@ extern "C" {
         rows_len_out: *mut u32,
     ) -> u32;
 }
+
+#[link(wasm_import_module = "pulp")]
+extern "C" {
+    pub fn docker_spawn(
+        req_ptr: *const u8,
+        req_len: u32,
+        res_ptr_out: *mut u32,
+        res_len_out: *mut u32,
+    ) -> u32;
+    pub fn docker_kill(ptr: *const u8, len: u32) -> u32;
+}

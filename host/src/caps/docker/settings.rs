@@ -1,0 +1,212 @@
+//! `[grants."spawn.docker"]`: what a plugin may run, and the limits every
+//! container it starts gets.
+
+use pulp_ext::{CapabilityError, PluginInfo};
+use serde::Deserialize;
+
+use super::NAME;
+
+/// Networks a manifest may choose. `host` and container networks are never
+/// offered: they would hand the container the host's own network stack.
+const NETWORKS: &[&str] = &["none", "bridge"];
+
+/// Docker refuses a memory limit under 6 MiB.
+const MIN_MEMORY_MB: u64 = 6;
+
+/// The manifest's narrowing of `spawn.docker`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerSettings {
+    /// Images the plugin may run (`name` means `name:latest`). Required.
+    pub images: Vec<String>,
+    /// Containers of this plugin at once; one more spawn → code 9.
+    pub max_running: u32,
+    /// Memory of each container (no swap on top).
+    pub memory_mb: u64,
+    /// CPUs of each container (may be fractional).
+    pub cpus: f64,
+    /// Processes in each container.
+    pub pids: i64,
+    /// `none` (default) or `bridge`.
+    pub network: String,
+    /// Longest a container may run; a spawn's own `timeout_ms` may only be shorter.
+    pub timeout_ms: u64,
+    /// Bytes kept of stdout and of stderr each, in KiB; the rest is dropped and marked.
+    pub max_output_kb: u32,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            images: Vec::new(),
+            max_running: 4,
+            memory_mb: 256,
+            cpus: 1.0,
+            pids: 128,
+            network: "none".into(),
+            timeout_ms: 60_000,
+            max_output_kb: 64,
+        }
+    }
+}
+
+impl DockerSettings {
+    /// Reads and checks the plugin's settings, naming the key at fault.
+    pub fn of(plugin: &PluginInfo) -> Result<DockerSettings, CapabilityError> {
+        let mut s: DockerSettings = plugin.settings(NAME)?;
+        let bad = |message: String| Err(plugin.error(NAME, message));
+        if s.images.is_empty() {
+            return bad("images must list at least one image the plugin may run".into());
+        }
+        for image in &mut s.images {
+            match normalise_image(image) {
+                Some(name) => *image = name,
+                None => return bad(format!("images: {image:?} is not an image reference")),
+            }
+        }
+        if s.max_running == 0 || s.timeout_ms == 0 || s.max_output_kb == 0 {
+            return bad("max_running, timeout_ms and max_output_kb must be at least 1".into());
+        }
+        if s.memory_mb < MIN_MEMORY_MB {
+            return bad(format!(
+                "memory_mb = {} is below Docker's minimum of {MIN_MEMORY_MB}",
+                s.memory_mb
+            ));
+        }
+        if !(s.cpus.is_finite() && s.cpus > 0.0) || s.pids < 1 {
+            return bad("cpus and pids must be positive".into());
+        }
+        if !NETWORKS.contains(&s.network.as_str()) {
+            return bad(format!(
+                "network = {:?}: must be one of {}",
+                s.network,
+                NETWORKS.join(", ")
+            ));
+        }
+        // Both streams plus the event's other fields must fit in one step envelope.
+        let max_buffer_kb = plugin.limits.max_buffer / 1024;
+        if u64::from(s.max_output_kb) * 2 + 4 > u64::from(max_buffer_kb) {
+            return bad(format!(
+                "max_output_kb = {} is too large for limits.max_buffer_kb = {max_buffer_kb}: a docker.exit event carries up to twice it (stdout and stderr)",
+                s.max_output_kb
+            ));
+        }
+        Ok(s)
+    }
+
+    /// True when the manifest lists `image` (compared in normal form).
+    pub fn allows(&self, image: &str) -> bool {
+        normalise_image(image).is_some_and(|name| self.images.contains(&name))
+    }
+
+    /// Memory limit in bytes, for Docker.
+    pub fn memory_bytes(&self) -> i64 {
+        i64::try_from(self.memory_mb << 20).unwrap_or(i64::MAX)
+    }
+
+    /// CPU limit in billionths of a CPU, for Docker.
+    pub fn nano_cpus(&self) -> i64 {
+        (self.cpus * 1e9) as i64
+    }
+
+    /// Output bytes kept per stream.
+    pub fn max_output(&self) -> usize {
+        self.max_output_kb as usize * 1024
+    }
+}
+
+/// `name` → `name:latest`; a reference with a tag or digest is kept as is.
+/// `None` when it cannot be an image reference (empty, spaces, control characters).
+pub fn normalise_image(image: &str) -> Option<String> {
+    let image = image.trim();
+    if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || last.contains('@') || image.contains('@') {
+        Some(image.to_string())
+    } else {
+        Some(format!("{image}:latest"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pulp_ext::GuestLimits;
+    use std::time::Duration;
+
+    fn plugin(grants: &str) -> PluginInfo {
+        let table: toml::Table = toml::from_str(grants).unwrap();
+        PluginInfo {
+            name: "p".into(),
+            capabilities: vec![NAME.into()],
+            data_dir: "data/p".into(),
+            grants: [(NAME.to_string(), table)].into(),
+            limits: GuestLimits {
+                max_buffer: 1 << 20,
+                call_budget: Duration::from_secs(1),
+            },
+        }
+    }
+
+    fn refusal(grants: &str) -> String {
+        DockerSettings::of(&plugin(grants)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn images_compare_in_normal_form() {
+        let s =
+            DockerSettings::of(&plugin(r#"images = ["busybox", "registry:5000/app:v2"]"#)).unwrap();
+        assert_eq!(s.images, ["busybox:latest", "registry:5000/app:v2"]);
+        assert!(s.allows("busybox") && s.allows("busybox:latest"));
+        assert!(s.allows("registry:5000/app:v2"));
+        assert!(!s.allows("busybox:1.36") && !s.allows("registry:5000/app"));
+        assert!(!s.allows("") && !s.allows("busy box"));
+        assert_eq!(
+            normalise_image("alpine@sha256:ab").as_deref(),
+            Some("alpine@sha256:ab")
+        );
+    }
+
+    #[test]
+    fn defaults_are_narrow() {
+        let s = DockerSettings::of(&plugin(r#"images = ["busybox"]"#)).unwrap();
+        assert_eq!(s.network, "none");
+        assert_eq!(
+            (s.memory_bytes(), s.nano_cpus()),
+            (256 << 20, 1_000_000_000)
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        assert!(refusal("").contains("images must list"));
+        assert!(refusal(
+            r#"images = ["a"]
+network = "host""#
+        )
+        .contains("network = \"host\": must be one of none, bridge"));
+        assert!(refusal(
+            r#"images = ["a"]
+memory_mb = 2"#
+        )
+        .contains("memory_mb = 2 is below"));
+        assert!(refusal(
+            r#"images = ["a"]
+max_output_kb = 600"#
+        )
+        .contains("max_output_kb = 600 is too large"));
+        assert!(refusal(
+            r#"images = ["a"]
+cpus = 0.0"#
+        )
+        .contains("cpus and pids must be positive"));
+        assert!(refusal(r#"images = ["a b"]"#).contains("is not an image reference"));
+        assert!(refusal(
+            r#"images = ["a"]
+max_runing = 2"#
+        )
+        .contains("unknown field `max_runing`"));
+    }
+}

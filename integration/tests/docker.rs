@@ -1,0 +1,443 @@
+//! `spawn.docker` against a real Docker engine, through the jobs plugin and
+//! the real binary: output, exit codes, env, stdin, truncation, kill,
+//! timeout, the manifest's narrowing, container limits, and cleanup (clean
+//! stop and reaping after a crash). Without an engine these tests skip with a
+//! message, except under `CI=true`, where they fail.
+
+use pulp_integration::docker::{self, IMAGE};
+use pulp_integration::http_client::{request, wait_until_serving};
+use pulp_integration::{example_manifest, plugin_wasm, pulp, text, RunningPulp};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A host running the jobs plugin with its own data directory.
+struct Jobs {
+    pulp: Option<RunningPulp>,
+    data: tempfile::TempDir,
+    manifest: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The jobs plugin with `grants` added to `[grants."spawn.docker"]`.
+fn manifest(dir: &Path, grants: &str) -> PathBuf {
+    plugin_wasm("jobs");
+    example_manifest(
+        dir,
+        "jobs",
+        "jobs",
+        &format!(
+            r#"capabilities = ["transport.http.inbound", "storage.sqlite", "spawn.docker"]
+[config]
+image = "{IMAGE}"
+[limits]
+call_timeout_ms = 2000
+[grants."spawn.docker"]
+{grants}"#
+        ),
+    )
+}
+
+impl Jobs {
+    fn start(grants: &str) -> Jobs {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = manifest(dir.path(), grants);
+        let data = tempfile::tempdir().unwrap();
+        let mut jobs = Jobs {
+            pulp: None,
+            data,
+            manifest,
+            _dir: dir,
+        };
+        jobs.restart();
+        jobs
+    }
+
+    /// Starts (again) a host on the same data directory.
+    fn restart(&mut self) {
+        let pulp = RunningPulp::start(
+            &["--data-dir", self.data.path().to_str().unwrap()],
+            &[&self.manifest],
+        );
+        wait_until_serving(pulp.addr, "/jobs/x");
+        self.pulp = Some(pulp);
+    }
+
+    fn pulp(&self) -> &RunningPulp {
+        self.pulp.as_ref().expect("running")
+    }
+
+    fn post(&self, job: Value) -> (u16, Value) {
+        let r = request(
+            self.pulp().addr,
+            "POST",
+            "/jobs",
+            &[("content-type", "application/json")],
+            job.to_string().as_bytes(),
+        );
+        (r.status, json_of(&r.body))
+    }
+
+    /// Starts a job that must be accepted; its id.
+    fn start_job(&self, job: Value) -> i64 {
+        let (status, body) = self.post(job);
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    fn get(&self, id: i64) -> Value {
+        let r = request(self.pulp().addr, "GET", &format!("/jobs/{id}"), &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        json_of(&r.body)
+    }
+
+    /// Polls until the job is no longer running.
+    fn finished(&self, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = self.get(id);
+            if job["status"] != "running" {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} still running: {job}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a job to its end.
+    fn run(&self, job: Value) -> Value {
+        let id = self.start_job(job);
+        self.finished(id)
+    }
+
+    fn kill(&self, id: i64) -> u16 {
+        request(self.pulp().addr, "DELETE", &format!("/jobs/{id}"), &[], b"").status
+    }
+
+    /// This host's containers, running or not.
+    fn containers(&self) -> Vec<String> {
+        docker::containers("pulp.data-dir", self.data.path().to_str().unwrap())
+    }
+
+    /// Waits until this host's container count is `n`; the ids.
+    fn await_containers(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found = self.containers();
+            if found.len() == n {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} containers, found {found:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+const SETTINGS: &str = r#"images = ["pulp-busybox"]"#;
+
+#[test]
+fn runs_commands_and_reports_exit_code_output_env_and_stdin() {
+    if !docker::available("runs_commands") {
+        return;
+    }
+    let jobs = Jobs::start(SETTINGS);
+    let hi = jobs.run(json!({"cmd": ["echo", "hi"]}));
+    assert_eq!(
+        (
+            &hi["status"],
+            &hi["exit_code"],
+            &hi["stdout"],
+            &hi["stderr"]
+        ),
+        (&json!("exited"), &json!(0), &json!("hi\n"), &json!("")),
+        "{hi}"
+    );
+    assert!(
+        hi["error"].is_null() && hi["latency_ms"].as_f64().unwrap() > 0.0,
+        "{hi}"
+    );
+
+    let three = jobs.run(json!({"cmd": ["sh", "-c", "echo out; echo oops >&2; exit 3"]}));
+    assert_eq!(
+        (
+            &three["status"],
+            &three["exit_code"],
+            &three["stdout"],
+            &three["stderr"]
+        ),
+        (
+            &json!("exited"),
+            &json!(3),
+            &json!("out\n"),
+            &json!("oops\n")
+        ),
+        "{three}"
+    );
+
+    let env = jobs.run(json!({"cmd": ["sh", "-c", "echo \"$GREETING, $WHO\""], "env": {"GREETING": "hello", "WHO": "pulp"}}));
+    assert_eq!(env["stdout"], "hello, pulp\n", "{env}");
+
+    let piped = jobs.run(json!({"cmd": ["sh", "-c", "tr a-z A-Z"], "stdin": "abc\n"}));
+    assert_eq!(
+        (&piped["exit_code"], &piped["stdout"]),
+        (&json!(0), &json!("ABC\n")),
+        "{piped}"
+    );
+    // Every container was removed after its exit was reported.
+    jobs.await_containers(0);
+}
+
+#[test]
+fn output_is_cut_at_the_limit_and_marked() {
+    if !docker::available("output_is_cut") {
+        return;
+    }
+    let jobs = Jobs::start(&format!("{SETTINGS}\nmax_output_kb = 1"));
+    let big =
+        jobs.run(json!({"cmd": ["sh", "-c", "yes | head -c 5000; yes e | head -c 3000 >&2"]}));
+    assert_eq!(big["stdout"].as_str().unwrap().len(), 1024, "{big}");
+    assert_eq!(big["stderr"].as_str().unwrap().len(), 1024, "{big}");
+    assert_eq!(
+        (&big["stdout_truncated"], &big["stderr_truncated"]),
+        (&json!(true), &json!(true))
+    );
+    let small = jobs.run(json!({"cmd": ["echo", "short"]}));
+    assert_eq!(
+        (&small["stdout_truncated"], &small["stderr_truncated"]),
+        (&json!(false), &json!(false))
+    );
+}
+
+#[test]
+fn kill_stops_a_sleeper_and_its_exit_still_arrives() {
+    if !docker::available("kill_stops_a_sleeper") {
+        return;
+    }
+    let jobs = Jobs::start(SETTINGS);
+    let id = jobs.start_job(json!({"cmd": ["sleep", "60"]}));
+    jobs.await_containers(1);
+    let asked = Instant::now();
+    assert_eq!(jobs.kill(id), 202);
+    let job = jobs.finished(id);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        (&job["status"], &job["exit_code"]),
+        (&json!("killed"), &json!(137)),
+        "{job}"
+    );
+    assert_eq!(jobs.kill(id), 409, "a finished job cannot be killed");
+    jobs.await_containers(0);
+}
+
+#[test]
+fn timeout_kills_the_container() {
+    if !docker::available("timeout_kills") {
+        return;
+    }
+    let jobs = Jobs::start(&format!("{SETTINGS}\ntimeout_ms = 5000"));
+    let started = Instant::now();
+    let job = jobs.run(json!({"cmd": ["sleep", "60"], "timeout_ms": 500}));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(job["status"], "timed_out", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 500 ms"),
+        "{job}"
+    );
+    // The manifest's timeout bounds the default too.
+    let job = jobs.run(json!({"cmd": ["sleep", "60"]}));
+    assert_eq!(job["status"], "timed_out", "{job}");
+    assert!(job["duration_ms"].as_i64().unwrap() >= 5000, "{job}");
+    // A request may not ask for more than the manifest allows: code 4.
+    let (status, body) = jobs.post(json!({"cmd": ["true"], "timeout_ms": 60000}));
+    assert_eq!((status, &body["code"]), (403, &json!(4)), "{body}");
+}
+
+#[test]
+fn an_image_not_in_the_manifest_is_refused_before_docker_is_asked() {
+    if !docker::available("image_not_in_the_manifest") {
+        return;
+    }
+    let jobs = Jobs::start(SETTINGS);
+    for image in ["busybox", "pulp-busybox:other-tag", "alpine"] {
+        let (status, body) = jobs.post(json!({"cmd": ["true"], "image": image}));
+        assert_eq!((status, &body["code"]), (403, &json!(4)), "{image}: {body}");
+    }
+    assert!(jobs.containers().is_empty());
+    // The normal form of the allowed image is allowed.
+    let ok = jobs.run(json!({"cmd": ["true"], "image": "pulp-busybox:latest"}));
+    assert_eq!(ok["exit_code"], 0, "{ok}");
+}
+
+#[test]
+fn max_running_is_enforced_per_plugin() {
+    if !docker::available("max_running") {
+        return;
+    }
+    let jobs = Jobs::start(&format!("{SETTINGS}\nmax_running = 1"));
+    let first = jobs.start_job(json!({"cmd": ["sleep", "60"]}));
+    let (status, body) = jobs.post(json!({"cmd": ["true"]}));
+    assert_eq!((status, &body["code"]), (429, &json!(9)), "{body}");
+    jobs.await_containers(1);
+    assert_eq!(jobs.kill(first), 202);
+    jobs.finished(first);
+    // The slot is free once the exit is reported.
+    let next = jobs.run(json!({"cmd": ["true"]}));
+    assert_eq!(next["status"], "exited", "{next}");
+}
+
+#[test]
+fn containers_get_the_manifest_limits_and_labels() {
+    if !docker::available("containers_get_the_manifest_limits") {
+        return;
+    }
+    let jobs = Jobs::start(&format!(
+        "{SETTINGS}\nmemory_mb = 48\ncpus = 0.5\npids = 32"
+    ));
+    let id = jobs.start_job(json!({"cmd": ["sleep", "60"]}));
+    let container = jobs.await_containers(1).remove(0);
+    let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+    let host = &inspected[0]["HostConfig"];
+    assert_eq!(host["Memory"], 48 << 20, "{host}");
+    assert_eq!(host["MemorySwap"], 48 << 20, "no swap on top: {host}");
+    assert_eq!(host["NanoCpus"], 500_000_000i64, "{host}");
+    assert_eq!(host["PidsLimit"], 32, "{host}");
+    assert_eq!(host["NetworkMode"], "none", "{host}");
+    assert_eq!(host["CapDrop"], json!(["ALL"]), "{host}");
+    assert_eq!(host["LogConfig"]["Type"], "none", "{host}");
+    let labels = &inspected[0]["Config"]["Labels"];
+    assert_eq!(labels["pulp.plugin"], "jobs", "{labels}");
+    assert!(labels["pulp.spawn-id"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
+    assert_eq!(jobs.kill(id), 202);
+    jobs.finished(id);
+}
+
+#[test]
+fn stopping_the_host_removes_its_containers() {
+    if !docker::available("stopping_the_host") {
+        return;
+    }
+    let mut jobs = Jobs::start(SETTINGS);
+    for _ in 0..2 {
+        jobs.start_job(json!({"cmd": ["sleep", "60"]}));
+    }
+    jobs.await_containers(2);
+    let stopped = Instant::now();
+    let out = jobs.pulp.take().unwrap().stop();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(jobs.containers(), Vec::<String>::new(), "{}", text(&out));
+}
+
+#[test]
+fn containers_left_by_a_crashed_host_are_reaped_at_the_next_start() {
+    if !docker::available("containers_left_by_a_crashed_host") {
+        return;
+    }
+    let mut jobs = Jobs::start(SETTINGS);
+    let id = jobs.start_job(json!({"cmd": ["sleep", "60"]}));
+    jobs.await_containers(1);
+    let crashed = jobs.pulp.take().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &crashed.pid().to_string()])
+        .status()
+        .unwrap();
+    crashed.wait();
+    assert_eq!(jobs.containers().len(), 1, "a killed host cannot clean up");
+    jobs.restart();
+    jobs.await_containers(0);
+    let job = jobs.get(id);
+    assert_eq!(job["status"], "lost", "{job}");
+}
+
+#[test]
+fn a_missing_image_ends_in_an_exit_event_with_an_error() {
+    if !docker::available("a_missing_image") {
+        return;
+    }
+    let jobs = Jobs::start(r#"images = ["pulp-busybox", "pulp-no-such-image"]"#);
+    let job = jobs.run(json!({"cmd": ["true"], "image": "pulp-no-such-image"}));
+    assert_eq!(
+        (&job["status"], &job["exit_code"]),
+        (&json!("failed"), &json!(-1)),
+        "{job}"
+    );
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("pulp-no-such-image:latest is not on the Docker host"),
+        "{error}"
+    );
+}
+
+/// Needs no engine: Docker is pointed at a socket that does not exist.
+#[test]
+fn unreachable_docker_is_an_exit_event_and_a_check_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest(dir.path(), SETTINGS);
+    let nowhere = format!("unix://{}/no-docker.sock", dir.path().display());
+    let env = [("DOCKER_HOST", nowhere.as_str())];
+
+    let out = pulp()
+        .envs(env)
+        .args(["check"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "a warning, not a failure: {said}");
+    assert!(
+        said.contains("WARNING: docker:") && said.contains("no-docker.sock"),
+        "{said}"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let pulp = RunningPulp::start_with_env(
+        &env,
+        &["--data-dir", data.path().to_str().unwrap()],
+        &[&manifest],
+    );
+    wait_until_serving(pulp.addr, "/jobs/x");
+    let jobs = Jobs {
+        pulp: Some(pulp),
+        data,
+        manifest,
+        _dir: dir,
+    };
+    let job = jobs.run(json!({"cmd": ["true"]}));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("no-docker.sock"),
+        "{job}"
+    );
+    // The host is unharmed: it still answers, and stops cleanly.
+    assert_eq!(jobs.get(job["id"].as_i64().unwrap())["status"], "failed");
+    let mut jobs = jobs;
+    let out = jobs.pulp.take().unwrap().stop();
+    assert!(out.status.success(), "{}", text(&out));
+}
