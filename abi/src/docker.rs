@@ -62,7 +62,7 @@ pub struct DockerExit {
     /// True when `stderr` was cut.
     #[serde(default)]
     pub stderr_truncated: bool,
-    /// From the spawn call to the container's removal.
+    /// From the spawn call to the container's exit.
     pub duration_ms: u64,
     /// True when `docker_kill` stopped it.
     #[serde(default)]

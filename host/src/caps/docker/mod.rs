@@ -48,11 +48,14 @@ const IMPORTS: &[ImportSpec] = &[
     ImportSpec::msgpack_in("docker_kill"),
 ];
 
-/// A spawn not finished yet.
+/// A spawn whose container is not removed yet.
 struct Running {
     plugin: String,
     instance: u64,
     stop: watch::Sender<Stop>,
+    /// Its exit was reported; only the removal is left. It no longer counts
+    /// against `max_running`, but `release` still waits for it.
+    exited: bool,
 }
 
 struct Shared {
@@ -136,7 +139,10 @@ impl DockerCapability {
                 .running
                 .lock()
                 .map_err(|_| HostError::failed("spawn table poisoned"))?;
-            let mine = running.values().filter(|r| r.plugin == plugin).count();
+            let mine = running
+                .values()
+                .filter(|r| r.plugin == plugin && !r.exited)
+                .count();
             if mine >= settings.max_running as usize {
                 return Err(HostError::code(
                     Code::LimitExceeded,
@@ -153,6 +159,7 @@ impl DockerCapability {
                     plugin: plugin.clone(),
                     instance: slot.instance,
                     stop,
+                    exited: false,
                 },
             );
             spawn_id
@@ -175,12 +182,18 @@ impl DockerCapability {
         let sink = state.events().clone();
         let task_shared = shared.clone();
         let started = shared.engine.spawn(async move {
-            let exit = run::run(task_shared.engine.clone(), job, stopped).await;
+            let engine = task_shared.engine.clone();
+            run::run(engine, job, stopped, |exit| async {
+                if let Ok(mut running) = task_shared.running.lock() {
+                    if let Some(r) = running.get_mut(&spawn_id) {
+                        r.exited = true;
+                    }
+                }
+                deliver(sink.as_ref(), exit).await;
+            })
+            .await;
             if let Ok(mut running) = task_shared.running.lock() {
                 running.remove(&spawn_id);
-            }
-            if let Some(exit) = exit {
-                deliver(sink.as_ref(), exit).await;
             }
         });
         if let Err(e) = started {
@@ -199,7 +212,7 @@ impl DockerCapability {
             .lock()
             .map_err(|_| HostError::failed("spawn table poisoned"))?;
         match running.get(&request.spawn_id) {
-            Some(r) if Some(r.instance) == instance => {
+            Some(r) if Some(r.instance) == instance && !r.exited => {
                 r.stop.send_replace(Stop::Kill);
                 Ok(())
             }

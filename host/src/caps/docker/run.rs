@@ -81,27 +81,30 @@ impl Capture {
     }
 }
 
-/// Runs `job` to its end. `None` when the instance was released meanwhile
-/// (nobody is left to tell).
-pub async fn run(
-    engine: Arc<Engine>,
-    job: Job,
-    mut stop: watch::Receiver<Stop>,
-) -> Option<DockerExit> {
+/// Runs `job` to its end and hands its exit to `report`, then removes the
+/// container: the plugin hears of the exit without waiting for the removal.
+/// Nothing is reported when the instance was released meanwhile (nobody is
+/// left to tell).
+pub async fn run<F, R>(engine: Arc<Engine>, job: Job, mut stop: watch::Receiver<Stop>, report: F)
+where
+    F: FnOnce(DockerExit) -> R,
+    R: std::future::Future<Output = ()>,
+{
     let started = Instant::now();
     if *stop.borrow() == Stop::Release {
-        return None;
+        return;
     }
     let mut exit = DockerExit {
         spawn_id: job.spawn_id,
         exit_code: -1,
         ..DockerExit::default()
     };
+    let mut created = None;
     let outcome = match engine.client().await {
         Ok(docker) => match create(&docker, &job).await {
             Ok(id) => {
                 let outcome = supervise(&docker, &id, &job, &mut stop, &mut exit).await;
-                remove(&docker, &id, &job).await;
+                created = Some((docker, id));
                 outcome
             }
             Err(e) => Err(e),
@@ -113,7 +116,12 @@ pub async fn run(
         tracing::warn!(plugin = %job.plugin, spawn_id = job.spawn_id, image = %job.image, "docker spawn failed: {error}");
         exit.error = Some(cut(error));
     }
-    (*stop.borrow() != Stop::Release).then_some(exit)
+    if *stop.borrow() != Stop::Release {
+        report(exit).await;
+    }
+    if let Some((docker, id)) = created {
+        remove(&docker, &id, &job).await;
+    }
 }
 
 /// Creates the container, sandboxed: no capabilities, no new privileges, the
