@@ -48,7 +48,8 @@ pub struct DockerKill {
 pub struct DockerExit {
     /// What `docker_spawn` returned.
     pub spawn_id: u64,
-    /// The container's exit status; -1 when it never ran (see `error`).
+    /// The container's exit status; -1 when it never ran or its status could
+    /// not be read (see `error`).
     pub exit_code: i64,
     /// Standard output, cut at the manifest's `max_output_kb`.
     #[serde(default, with = "serde_bytes")]
@@ -64,7 +65,7 @@ pub struct DockerExit {
     pub stderr_truncated: bool,
     /// From the spawn call to the container's exit.
     pub duration_ms: u64,
-    /// True when `docker_kill` stopped it.
+    /// True when `docker_kill` stopped it (never together with `timed_out`).
     #[serde(default)]
     pub killed: bool,
     /// True when it ran past its timeout and was killed.

@@ -50,6 +50,7 @@ where
 
 /// Defines `pulp.<name>: (ptr, len, out_ptr_addr, out_len_addr) -> code` taking a
 /// MessagePack `Req` and writing a MessagePack `Resp` through `pulp_alloc`.
+/// Out-addresses outside memory are refused (8) before `f` runs.
 pub fn msgpack_in_out<Req, Resp, F>(
     linker: &mut Linker<PluginState>,
     name: &'static str,
@@ -68,7 +69,10 @@ where
               len: u32,
               ptr_out: u32,
               len_out: u32| {
-            let result = guest::read_msgpack(&mut caller, ptr, len)
+            // Out-addresses first: a request with side effects (a row written,
+            // a container started) must never succeed without its answer.
+            let result = guest::check_out_addresses(&caller, ptr_out, len_out)
+                .and_then(|()| guest::read_msgpack(&mut caller, ptr, len))
                 .and_then(|req| f(&mut caller, req))
                 .and_then(|resp| guest::write_msgpack(&mut caller, &resp, ptr_out, len_out));
             finish(&caller, name, result)

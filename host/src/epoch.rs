@@ -3,10 +3,9 @@
 //! The engine's epoch is advanced every [`EPOCH_TICK`] only while at least one
 //! guest call is running; when no plugin is inside a call the thread is parked,
 //! so an idle host wakes no thread at all. Entering a call costs one atomic
-//! increment (plus an unpark when the timer was asleep).
+//! increment and one load (plus an unpark when the timer is parked).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use wasmtime::Engine;
@@ -16,49 +15,60 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 struct Shared {
     active: AtomicUsize,
+    /// The timer is parked or about to park. With `active`, both sides use
+    /// SeqCst, so a call that starts while the timer goes to sleep either is
+    /// seen by the timer or sees `parked` and unparks it.
+    parked: AtomicBool,
     stop: AtomicBool,
 }
 
 /// Owns the timer thread; dropping it stops the thread.
+///
+/// Its shared state is allocated once per host and never freed (a few
+/// bytes), so a [`CallGuard`] is a plain `&'static` reference: entering a
+/// call borrows nothing from the plugin and counts no references.
 pub struct EpochTimer {
-    shared: Arc<Shared>,
+    shared: &'static Shared,
     thread: Option<JoinHandle<()>>,
 }
 
 /// A handle plugins use to mark their calls.
 #[derive(Clone)]
 pub struct EpochClock {
-    shared: Arc<Shared>,
+    shared: &'static Shared,
     thread: thread::Thread,
 }
 
 /// Marks one guest call in progress; the timer runs while any exists.
-pub struct CallGuard<'a>(&'a Shared);
+pub struct CallGuard(&'static Shared);
 
 impl EpochTimer {
     /// Starts the timer thread for `engine`.
     pub fn start(engine: &Engine) -> std::io::Result<(EpochTimer, EpochClock)> {
-        let shared = Arc::new(Shared {
+        let shared: &'static Shared = Box::leak(Box::new(Shared {
             active: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-        });
+        }));
         let engine = engine.clone();
-        let state = shared.clone();
+        let state = shared;
         let thread = thread::Builder::new()
             .name("pulp-epoch".into())
             .spawn(move || loop {
                 if state.stop.load(Ordering::Acquire) {
                     return;
                 }
-                if state.active.load(Ordering::Acquire) == 0 {
+                state.parked.store(true, Ordering::SeqCst);
+                if state.active.load(Ordering::SeqCst) == 0 {
                     thread::park();
                     continue;
                 }
+                state.parked.store(false, Ordering::SeqCst);
                 thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
             })?;
         let clock = EpochClock {
-            shared: shared.clone(),
+            shared,
             thread: thread.thread().clone(),
         };
         Ok((
@@ -83,11 +93,13 @@ impl Drop for EpochTimer {
 
 impl EpochClock {
     /// Marks a call as running until the guard drops.
-    pub fn enter(&self) -> CallGuard<'_> {
-        if self.shared.active.fetch_add(1, Ordering::AcqRel) == 0 {
+    pub fn enter(&self) -> CallGuard {
+        if self.shared.active.fetch_add(1, Ordering::SeqCst) == 0
+            && self.shared.parked.load(Ordering::SeqCst)
+        {
             self.thread.unpark();
         }
-        CallGuard(&self.shared)
+        CallGuard(self.shared)
     }
 
     /// Epoch ticks that cover `budget` (at least one full tick more than asked).
@@ -96,7 +108,7 @@ impl EpochClock {
     }
 }
 
-impl Drop for CallGuard<'_> {
+impl Drop for CallGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::AcqRel);
     }

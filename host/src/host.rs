@@ -9,13 +9,23 @@ use crate::module_cache::{CacheOutcome, ModuleCache};
 use crate::prepared::PreparedPlugin;
 use crate::registry::{Gate, Registry, RegistryError};
 use pulp_ext::{Capability, GuestLimits, PluginInfo, PluginState};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::{Config, Engine, Linker, Module};
 
 /// Data directory when none is given: `./data`.
 pub const DEFAULT_DATA_DIR: &str = "data";
+
+/// Where a plugin's compiled module came from, for `pulp check`.
+enum Compiled {
+    /// Another plugin of this host runs the same wasm.
+    Shared,
+    /// The on-disk cache (hit, stored or rebuilt).
+    Cache(CacheOutcome),
+}
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +69,26 @@ pub struct HostBuilder {
     data_dir: PathBuf,
     fuel_metering: bool,
     module_cache: Option<ModuleCache>,
+    pooling: Option<Pooling>,
+}
+
+/// Slots the pooling allocator reserves up front (see [`HostBuilder::pooling`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling {
+    /// Plugin instances alive at once.
+    pub instances: u32,
+    /// Elements each of an instance's tables may reach (the largest
+    /// `limits.table_elements` of the plugins).
+    pub table_elements: u32,
+}
+
+/// How the host allocates instance memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Memory mapped when an instance is created and unmapped when it goes.
+    OnDemand,
+    /// Slots reserved once; an instance takes a free one (see [`HostBuilder::pooling`]).
+    Pooling(Pooling),
 }
 
 impl HostBuilder {
@@ -91,6 +121,17 @@ impl HostBuilder {
         self
     }
 
+    /// Reserves address space for `pooling.instances` instances up front, so
+    /// instantiating (and restarting) a plugin takes a ready slot instead of
+    /// mapping memory afresh. Each slot reserves about 4 GiB of virtual address
+    /// space (not memory); when the machine cannot reserve that much (a
+    /// `ulimit -v`, a small address space), the host falls back to on-demand
+    /// allocation and logs why. An instance beyond the pool's size fails to start.
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = Some(pooling);
+        self
+    }
+
     /// Meters fuel in every plugin, so manifests may set `limits.fuel`. Off by
     /// default: metering costs every guest call some speed.
     pub fn fuel_metering(mut self, on: bool) -> Self {
@@ -104,10 +145,26 @@ impl HostBuilder {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.consume_fuel(self.fuel_metering);
-        let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
+        let (engine, allocator) = match self.pooling {
+            Some(pooling) => {
+                match Engine::new(config.clone().allocation_strategy(pool_config(pooling))) {
+                    Ok(engine) => (engine, Allocator::Pooling(pooling)),
+                    Err(e) => {
+                        tracing::warn!(
+                            "pooling allocator for {} instances unavailable, allocating on demand: {e:#}",
+                            pooling.instances
+                        );
+                        (engine(&config)?, Allocator::OnDemand)
+                    }
+                }
+            }
+            None => (engine(&config)?, Allocator::OnDemand),
+        };
         let (timer, clock) = EpochTimer::start(&engine)?;
         Ok(Host {
             engine,
+            allocator,
+            modules: Mutex::new(HashMap::new()),
             registry,
             data_dir: self.data_dir,
             fuel_metering: self.fuel_metering,
@@ -121,6 +178,9 @@ impl HostBuilder {
 /// A plugin host. Cheap to share by reference across threads.
 pub struct Host {
     engine: Engine,
+    allocator: Allocator,
+    /// Compiled modules by wasm sha256, shared by plugins with the same wasm.
+    modules: Mutex<HashMap<[u8; 32], Module>>,
     registry: Registry,
     data_dir: PathBuf,
     fuel_metering: bool,
@@ -137,6 +197,7 @@ impl Host {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             fuel_metering: false,
             module_cache: None,
+            pooling: None,
         }
         .always(LoggingCapability)
         .always(EntropyCapability)
@@ -145,6 +206,11 @@ impl Host {
     /// The capabilities this host offers.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// How instance memory is allocated (pooling may have fallen back).
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
     }
 
     /// The shared wasmtime engine.
@@ -198,12 +264,24 @@ impl Host {
             };
             (report, LoadError::Manifest(e))
         })?;
-        let compiled = match &self.module_cache {
-            Some(cache) => cache
+        // Plugins running the same wasm share one compiled module (its code is
+        // mapped once, however many instances run it).
+        let digest: [u8; 32] = Sha256::digest(&wasm).into();
+        let shared = self
+            .modules
+            .lock()
+            .ok()
+            .and_then(|modules| modules.get(&digest).cloned());
+        let compiled = match (shared, &self.module_cache) {
+            (Some(module), _) => Ok((module, Some(Compiled::Shared))),
+            (None, Some(cache)) => cache
                 .load_or_compile(&self.engine, &wasm)
-                .map(|(m, outcome)| (m, Some(outcome))),
-            None => Module::new(&self.engine, &wasm).map(|m| (m, None)),
+                .map(|(m, outcome)| (m, Some(Compiled::Cache(outcome)))),
+            (None, None) => Module::new(&self.engine, &wasm).map(|m| (m, None)),
         };
+        if let (Ok((module, _)), Ok(mut modules)) = (&compiled, self.modules.lock()) {
+            modules.entry(digest).or_insert_with(|| module.clone());
+        }
         let (module, cached) = compiled.map_err(|e| {
             let problem = format!(
                 "{}: not a valid wasm module: {e:#}",
@@ -228,9 +306,16 @@ impl Host {
         });
         let (mut report, granted) = check_plugin(&self.registry, &manifest, &info, &module);
         report.notes.extend(cached.map(|outcome| match outcome {
-            CacheOutcome::Hit(path) => format!("module: loaded from cache {}", path.display()),
-            CacheOutcome::Stored(path) => format!("module: compiled, cached as {}", path.display()),
-            CacheOutcome::Rebuilt(path, why) => {
+            Compiled::Shared => {
+                "module: the same wasm is already compiled for another plugin of this host".into()
+            }
+            Compiled::Cache(CacheOutcome::Hit(path)) => {
+                format!("module: loaded from cache {}", path.display())
+            }
+            Compiled::Cache(CacheOutcome::Stored(path)) => {
+                format!("module: compiled, cached as {}", path.display())
+            }
+            Compiled::Cache(CacheOutcome::Rebuilt(path, why)) => {
                 format!("module: cache entry {} rebuilt ({why})", path.display())
             }
         }));
@@ -290,4 +375,23 @@ impl Host {
     ) -> std::io::Result<RunningPlugin> {
         actor::spawn(Arc::new(plugin), self.clock.clone(), options, events)
     }
+}
+
+fn engine(config: &Config) -> Result<Engine, HostError> {
+    Engine::new(config).map_err(|e| HostError::Engine(e.to_string()))
+}
+
+/// The pooling allocator sized for `pooling`: one memory and up to
+/// [`MAX_TABLES`](crate::limiter::MAX_TABLES) tables per instance, as the
+/// limiter allows.
+fn pool_config(pooling: Pooling) -> wasmtime::PoolingAllocationConfig {
+    let tables = crate::limiter::MAX_TABLES as u32;
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_core_instances(pooling.instances)
+        .total_memories(pooling.instances)
+        .total_tables(pooling.instances.saturating_mul(tables))
+        .max_memories_per_module(1)
+        .max_tables_per_module(tables)
+        .table_elements(pooling.table_elements as usize);
+    pool
 }

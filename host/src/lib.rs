@@ -35,7 +35,7 @@ mod wasi_log;
 pub use actor::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};
 pub use check::CheckReport;
 pub use epoch::EpochClock;
-pub use host::{Host, HostBuilder, HostError, LoadError, DEFAULT_DATA_DIR};
+pub use host::{Allocator, Host, HostBuilder, HostError, LoadError, Pooling, DEFAULT_DATA_DIR};
 pub use manifest::{Manifest, ManifestError};
 pub use plugin::{FaultKind, Plugin, PluginFault, StepOutcome};
 pub use prepared::PreparedPlugin;

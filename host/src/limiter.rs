@@ -16,6 +16,9 @@ pub struct MemoryLimitExceeded {
     pub limit: usize,
 }
 
+/// Tables one instance may have.
+pub const MAX_TABLES: usize = 4;
+
 /// Limits memory and tables of one plugin instance.
 #[derive(Debug, Clone, Copy)]
 pub struct PluginLimiter {
@@ -65,7 +68,7 @@ impl ResourceLimiter for PluginLimiter {
     }
 
     fn tables(&self) -> usize {
-        4
+        MAX_TABLES
     }
 
     fn memories(&self) -> usize {

@@ -125,6 +125,7 @@ impl Plugin {
             instance.get_typed_func::<(), ()>(&mut plugin.store, names::INITIALIZE)
         {
             plugin.exports.initialize = Some(initialize);
+            let _running = plugin.clock.enter();
             plugin.call_optional(names::INITIALIZE, |e| e.initialize.as_ref(), ())?;
         }
         Ok(plugin)
@@ -211,6 +212,9 @@ impl Plugin {
     /// Runs `call` unless the instance already failed; a fault fails it for good.
     /// A trapped or interrupted instance may be mid-way through its own state,
     /// so it is never entered again: restart it from the compiled module instead.
+    ///
+    /// The whole of `call` (for a step: alloc, step, output, free) counts as one
+    /// call for the epoch timer, entered once.
     fn unless_failed<T>(
         &mut self,
         call: impl FnOnce(&mut Self) -> Result<T, PluginFault>,
@@ -218,6 +222,7 @@ impl Plugin {
         if let Some(fault) = &self.failed {
             return Err(fault.clone());
         }
+        let _running = self.clock.enter();
         let result = call(self);
         if let Err(fault) = &result {
             self.failed = Some(fault.clone());
@@ -376,7 +381,6 @@ impl Plugin {
         };
         run_guest(
             &mut self.store,
-            &self.clock,
             self.budget_ticks,
             self.prepared.manifest.limits.fuel,
             func,
@@ -406,11 +410,10 @@ impl Drop for Plugin {
     }
 }
 
-/// One guest call with a fresh epoch deadline (and fuel, when budgeted),
-/// marked as running for the timer.
+/// One guest call with a fresh epoch deadline (and fuel, when budgeted). The
+/// caller holds a [`CallGuard`](crate::epoch::CallGuard), so the timer runs.
 fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     store: &mut Store<PluginState>,
-    clock: &EpochClock,
     budget_ticks: u64,
     fuel: Option<u64>,
     func: &TypedFunc<P, R>,
@@ -420,7 +423,6 @@ fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     if let Some(fuel) = fuel {
         store.set_fuel(fuel)?;
     }
-    let _running = clock.enter();
     func.call(store, params)
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Through the capability, the latency is what the jobs plugin saw: from the
 //! wall time of the step that called `docker_spawn` to that of the step that
-//! received `docker.exit` (create, attach, start, wait, remove, event). The
+//! received `docker.exit` (create, attach, start, wait, event; the removal
+//! follows the event). The
 //! CLI's is the wall time of the whole `docker run --rm` process.
 
 use pulp_integration::docker::{self, IMAGE};

@@ -24,7 +24,7 @@ mod scaffold;
 mod telemetry;
 
 use crate::caps::{DockerCapability, HttpCapability, SqliteCapability};
-use crate::{Host, HostBuilder, Manifest};
+use crate::{Host, HostBuilder, Manifest, Pooling};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,13 +108,15 @@ enum Command {
 
 /// The host the `pulp` binary runs: the built-in capabilities, assembled like any
 /// embedder's. The HTTP capability is returned too: `run` starts its listener.
-/// Fuel metering is on only when one of `manifests` sets `limits.fuel`.
+/// Fuel metering is on only when one of `manifests` sets `limits.fuel`. With
+/// `pooling`, instance memory comes from a pool with one slot per manifest.
 /// Compiled modules are kept in `DATA_DIR/.modules` unless `no_module_cache`
 /// (plugin names cannot start with a dot, so it never meets a plugin's directory).
 fn host(
     data_dir: PathBuf,
     manifests: &[PathBuf],
     no_module_cache: bool,
+    pooling: bool,
     extend: Extend,
 ) -> anyhow::Result<(Host, HttpCapability)> {
     let http = HttpCapability::new();
@@ -122,19 +124,30 @@ fn host(
     if !no_module_cache {
         builder = builder.module_cache(data_dir.join(".modules"));
     }
+    // Problems with a manifest are reported later, when it is loaded for real.
+    let loaded: Vec<Manifest> = manifests
+        .iter()
+        .filter_map(|m| Manifest::load(m).ok())
+        .collect();
+    if pooling {
+        builder = builder.pooling(Pooling {
+            instances: u32::try_from(manifests.len()).unwrap_or(u32::MAX).max(1),
+            // Never below the default: a table over a plugin's own limit is then
+            // refused by its limiter when instantiated, with the limit named,
+            // rather than by the pool when compiled.
+            table_elements: loaded
+                .iter()
+                .map(|m| u32::try_from(m.limits.table_elements).unwrap_or(u32::MAX))
+                .fold(crate::manifest::defaults::TABLE_ELEMENTS, u32::max),
+        });
+    }
     let builder = builder
         .data_dir(data_dir)
-        .fuel_metering(manifests.iter().any(|m| wants_fuel(m)))
+        .fuel_metering(loaded.iter().any(|m| m.limits.fuel.is_some()))
         .gated(http.clone())
         .gated(SqliteCapability)
         .gated(DockerCapability::new());
     Ok((extend(builder).build()?, http))
-}
-
-/// True when the manifest at `path` parses and sets `limits.fuel`; any problem
-/// with it is reported later, when it is loaded for real.
-fn wants_fuel(path: &std::path::Path) -> bool {
-    Manifest::load(path).is_ok_and(|m| m.limits.fuel.is_some())
 }
 
 /// Runs the chosen subcommand.
@@ -147,11 +160,11 @@ fn dispatch(cli: Cli, extend: Extend) -> anyhow::Result<ExitCode> {
             data_dir,
             no_module_cache,
         } => check::check(
-            &host(data_dir, &manifests, no_module_cache, extend)?.0,
+            &host(data_dir, &manifests, no_module_cache, false, extend)?.0,
             &manifests,
         ),
         Command::Caps { markdown } => {
-            caps::caps(&host(default_dir(), &[], true, extend)?.0, markdown)
+            caps::caps(&host(default_dir(), &[], true, false, extend)?.0, markdown)
         }
         Command::New {
             name,
@@ -167,7 +180,7 @@ fn dispatch(cli: Cli, extend: Extend) -> anyhow::Result<ExitCode> {
             sdk,
         }),
         Command::Inspect { file } => {
-            inspect::inspect(&host(default_dir(), &[], true, extend)?.0, &file)
+            inspect::inspect(&host(default_dir(), &[], true, false, extend)?.0, &file)
         }
     }
 }

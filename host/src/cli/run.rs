@@ -33,6 +33,11 @@ pub struct RunArgs {
     /// Compile every module afresh instead of using DATA_DIR/.modules.
     #[arg(long)]
     no_module_cache: bool,
+    /// Map each instance's memory when it starts instead of reserving a pool
+    /// of slots up front (the pool falls back to this by itself when the
+    /// address space cannot be reserved).
+    #[arg(long)]
+    no_pooling: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics_addr: Option<String>,
@@ -54,6 +59,7 @@ async fn run_async(args: RunArgs, extend: super::Extend<'_>) -> anyhow::Result<E
         args.data_dir.clone(),
         &args.manifests,
         args.no_module_cache,
+        !args.no_pooling,
         extend,
     )?;
     let mut prepared = Vec::new();

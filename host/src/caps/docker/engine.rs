@@ -162,10 +162,12 @@ impl Drop for Engine {
     }
 }
 
-/// Remove even when running (the kill is part of the removal).
+/// Remove even when running (the kill is part of the removal), with the
+/// anonymous volumes an image's `VOLUME` lines created.
 pub fn force_remove() -> RemoveContainerOptions {
     RemoveContainerOptions {
         force: true,
+        v: true,
         ..Default::default()
     }
 }

@@ -10,7 +10,8 @@
 //! one early. When the instance stops or fails, its containers are killed
 //! and removed before `release` returns, so none outlives a clean exit; ones
 //! left by a crashed earlier run of the same data directory are removed when
-//! the first instance starts ([`engine`]).
+//! the first instance starts ([`engine`]), or at a later start when Docker
+//! did not answer then.
 
 mod engine;
 mod run;
@@ -29,8 +30,8 @@ use pulp_ext::{
 use run::{Job, Stop};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use wasmtime::Linker;
@@ -63,7 +64,8 @@ struct Shared {
     running: Mutex<HashMap<u64, Running>>,
     next_spawn: AtomicU64,
     next_instance: AtomicU64,
-    reaped: Once,
+    /// Containers of an earlier run were looked for (retried until Docker answers).
+    reaped: AtomicBool,
 }
 
 /// The Docker capability. Clones share one connection and one table of
@@ -95,7 +97,7 @@ impl DockerCapability {
                 running: Mutex::new(HashMap::new()),
                 next_spawn: AtomicU64::new(1),
                 next_instance: AtomicU64::new(1),
-                reaped: Once::new(),
+                reaped: AtomicBool::new(false),
             }),
         }
     }
@@ -238,24 +240,30 @@ impl DockerCapability {
             settings.max_output_kb
         )];
         let engine = &self.shared.engine;
-        let found = engine.block_on(async {
-            let docker = tokio::time::timeout(PING_WAIT, engine.client())
-                .await
-                .map_err(|_| {
-                    format!("{}: no answer within {PING_WAIT:?}", engine::where_docker())
-                })??;
-            let mut missing = Vec::new();
+        let survey = async {
+            let docker = engine.client().await?;
+            let mut warnings = Vec::new();
             for image in &settings.images {
                 if docker.inspect_image(image).await.is_err() {
-                    missing.push(image.clone());
+                    warnings.push(format!("image {image} is not on the Docker host; spawns of it will fail (Pulp never pulls)"));
                 }
             }
-            Ok::<_, String>(missing)
+            let cpus = docker.info().await.ok().and_then(|info| info.ncpu);
+            if let Some(n) = cpus.filter(|&n| settings.cpus > n as f64) {
+                warnings.push(format!(
+                    "cpus = {} is more than the Docker host's {n}; Docker will refuse every spawn",
+                    settings.cpus
+                ));
+            }
+            Ok::<_, String>(warnings)
+        };
+        let found = engine.block_on(async {
+            tokio::time::timeout(PING_WAIT, survey).await.map_err(|_| {
+                format!("{}: no answer within {PING_WAIT:?}", engine::where_docker())
+            })?
         });
         match found.and_then(|r| r) {
-            Ok(missing) => notes.extend(missing.into_iter().map(|image| {
-                format!("WARNING: docker: image {image} is not on the Docker host; spawns of it will fail (Pulp never pulls)")
-            })),
+            Ok(warnings) => notes.extend(warnings.into_iter().map(|w| format!("WARNING: docker: {w}"))),
             Err(e) => notes.push(format!(
                 "WARNING: docker: {e}; every spawn will end in a docker.exit event with an error until it is reachable"
             )),
@@ -352,18 +360,22 @@ impl Capability for DockerCapability {
             .map(PathBuf::from)
             .unwrap_or_default();
         let engine = &self.shared.engine;
-        self.shared.reaped.call_once(|| {
+        if !self.shared.reaped.load(Ordering::Acquire) {
             match engine.block_on(engine.reap(&data_root)).and_then(|r| r) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    "removed {n} containers left by an earlier run of data directory {}",
-                    data_root.display()
-                ),
-                Err(e) => {
-                    tracing::warn!("could not look for containers left by an earlier run: {e}")
+                Ok(n) => {
+                    self.shared.reaped.store(true, Ordering::Release);
+                    if n > 0 {
+                        tracing::info!(
+                            "removed {n} containers left by an earlier run of data directory {}",
+                            data_root.display()
+                        );
+                    }
                 }
+                Err(e) => tracing::warn!(
+                    "could not look for containers left by an earlier run (tried again at the next start): {e}"
+                ),
             }
-        });
+        }
         state.insert_slot(DockerSlot {
             settings: Arc::new(settings),
             instance: self.shared.next_instance.fetch_add(1, Ordering::Relaxed),

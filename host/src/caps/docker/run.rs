@@ -250,7 +250,7 @@ async fn supervise(
                     match wanted {
                         Stop::Run => {}
                         Stop::Kill => {
-                            exit.killed = status.is_none();
+                            exit.killed = status.is_none() && !exit.timed_out;
                             kill(docker, id).await;
                         }
                         // Removal (forced) follows at once; the exit is never reported.

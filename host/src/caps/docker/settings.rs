@@ -12,6 +12,10 @@ const NETWORKS: &[&str] = &["none", "bridge"];
 
 /// Docker refuses a memory limit under 6 MiB.
 const MIN_MEMORY_MB: u64 = 6;
+/// Largest memory limit accepted (1 TiB): beyond it the byte count would overflow Docker's field.
+const MAX_MEMORY_MB: u64 = 1 << 20;
+/// Docker's smallest CPU share.
+const MIN_CPUS: f64 = 0.01;
 
 /// The manifest's narrowing of `spawn.docker`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -73,8 +77,16 @@ impl DockerSettings {
                 s.memory_mb
             ));
         }
-        if !(s.cpus.is_finite() && s.cpus > 0.0) || s.pids < 1 {
-            return bad("cpus and pids must be positive".into());
+        if s.memory_mb > MAX_MEMORY_MB {
+            return bad(format!(
+                "memory_mb = {} is over {MAX_MEMORY_MB} (1 TiB)",
+                s.memory_mb
+            ));
+        }
+        if !(s.cpus.is_finite() && s.cpus >= MIN_CPUS) || s.pids < 1 {
+            return bad(format!(
+                "cpus must be at least {MIN_CPUS} and pids at least 1"
+            ));
         }
         if !NETWORKS.contains(&s.network.as_str()) {
             return bad(format!(
@@ -201,7 +213,12 @@ max_output_kb = 600"#
             r#"images = ["a"]
 cpus = 0.0"#
         )
-        .contains("cpus and pids must be positive"));
+        .contains("cpus must be at least 0.01"));
+        assert!(refusal(
+            r#"images = ["a"]
+memory_mb = 17592186044416"#
+        )
+        .contains("is over 1048576"));
         assert!(refusal(r#"images = ["a b"]"#).contains("is not an image reference"));
         assert!(refusal(
             r#"images = ["a"]
