@@ -77,6 +77,7 @@ impl<'a> StepEnvelope<'a> {
 
     /// Writes the 20-byte header for this envelope. The payload is written
     /// separately so the host can copy it straight into guest memory.
+    #[inline]
     pub fn header(&self) -> Result<[u8; ENVELOPE_HEADER_LEN], EnvelopeError> {
         let len =
             u32::try_from(self.payload.len()).map_err(|_| EnvelopeError::PayloadTooLarge {

@@ -193,6 +193,17 @@ pub fn run() {
             ));
         }
     }
+    // `PULP_BENCH_ONLY=pulp` (or another driver) keeps one driver, for profiling it alone.
+    if let Ok(only) = std::env::var("PULP_BENCH_ONLY") {
+        cases.retain(|c| c.driver == only);
+        for case in &mut cases {
+            case.calibrate();
+            for _ in 0..ROUNDS {
+                case.sample();
+            }
+        }
+        return;
+    }
     for case in &mut cases {
         case.calibrate();
     }

@@ -126,6 +126,7 @@ impl Plugin {
         {
             plugin.exports.initialize = Some(initialize);
             let _running = plugin.clock.enter();
+            plugin.store.set_epoch_deadline(plugin.budget_ticks);
             plugin.call_optional(names::INITIALIZE, |e| e.initialize.as_ref(), ())?;
         }
         Ok(plugin)
@@ -213,8 +214,8 @@ impl Plugin {
     /// A trapped or interrupted instance may be mid-way through its own state,
     /// so it is never entered again: restart it from the compiled module instead.
     ///
-    /// The whole of `call` (for a step: alloc, step, output, free) counts as one
-    /// call for the epoch timer, entered once.
+    /// The whole of `call` (for a step: alloc, step, output, free) is one call
+    /// for the budget: one deadline, and one entry for the epoch timer.
     fn unless_failed<T>(
         &mut self,
         call: impl FnOnce(&mut Self) -> Result<T, PluginFault>,
@@ -223,6 +224,7 @@ impl Plugin {
             return Err(fault.clone());
         }
         let _running = self.clock.enter();
+        self.store.set_epoch_deadline(self.budget_ticks);
         let result = call(self);
         if let Err(fault) = &result {
             self.failed = Some(fault.clone());
@@ -381,7 +383,6 @@ impl Plugin {
         };
         run_guest(
             &mut self.store,
-            self.budget_ticks,
             self.prepared.manifest.limits.fuel,
             func,
             params,
@@ -410,16 +411,14 @@ impl Drop for Plugin {
     }
 }
 
-/// One guest call with a fresh epoch deadline (and fuel, when budgeted). The
-/// caller holds a [`CallGuard`](crate::epoch::CallGuard), so the timer runs.
+/// One guest call, with fresh fuel when budgeted. The caller holds a
+/// [`CallGuard`](crate::epoch::CallGuard) and has set the epoch deadline.
 fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     store: &mut Store<PluginState>,
-    budget_ticks: u64,
     fuel: Option<u64>,
     func: &TypedFunc<P, R>,
     params: P,
 ) -> wasmtime::Result<R> {
-    store.set_epoch_deadline(budget_ticks);
     if let Some(fuel) = fuel {
         store.set_fuel(fuel)?;
     }
