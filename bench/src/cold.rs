@@ -3,7 +3,7 @@
 //! plus `pulp_init`, with the pooling allocator and without.
 
 use crate::report::{line, median, n, s};
-use pulp_ext::{EventRejected, EventSink};
+use crate::NoEvents;
 use pulp_host::{Host, Plugin, Pooling};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,13 +11,6 @@ use std::time::{Duration, Instant};
 const COMPILES: usize = 5;
 const LOADS: usize = 21;
 const INSTANCES: usize = 101;
-
-struct NoEvents;
-impl EventSink for NoEvents {
-    fn push(&self, _: Vec<u8>) -> Result<(), EventRejected> {
-        Err(EventRejected::Closed)
-    }
-}
 
 fn ms(d: Duration) -> String {
     n(d.as_secs_f64() * 1e3, 4)

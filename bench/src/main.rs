@@ -14,7 +14,17 @@ mod floor;
 mod report;
 mod step;
 
+use pulp_ext::{EventRejected, EventSink};
 use std::path::PathBuf;
+
+/// The benchmarked plugins receive no events; a closed sink is all they need.
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn push(&self, _: Vec<u8>) -> Result<(), EventRejected> {
+        Err(EventRejected::Closed)
+    }
+}
 
 /// The repository root.
 pub fn repo() -> PathBuf {

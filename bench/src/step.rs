@@ -3,7 +3,7 @@
 
 use crate::floor::Floor;
 use crate::report::{line, n, s};
-use pulp_ext::{EventRejected, EventSink};
+use crate::NoEvents;
 use pulp_host::{Host, Plugin};
 use std::path::Path;
 use std::sync::Arc;
@@ -13,13 +13,6 @@ const PAYLOADS: [usize; 3] = [0, 1024, 64 * 1024];
 const ROUNDS: usize = 7;
 /// Wall time of one sample of one case.
 const SAMPLE: Duration = Duration::from_millis(200);
-
-struct NoEvents;
-impl EventSink for NoEvents {
-    fn push(&self, _: Vec<u8>) -> Result<(), EventRejected> {
-        Err(EventRejected::Closed)
-    }
-}
 
 /// One measured thing: runs its operation `n` times per call.
 struct Case {
