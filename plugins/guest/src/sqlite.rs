@@ -40,6 +40,49 @@ pub fn query(sql: &str, params: &[Value]) -> Result<QueryResult, HostCallError> 
     call(crate::sys::sqlite_query, sql, params)
 }
 
+/// Brings the schema up to date: `migrations[i]` takes it from version `i` to
+/// `i + 1`, the version being SQLite's `PRAGMA user_version`. Each migration
+/// runs in its own `BEGIN IMMEDIATE` transaction with its version number, so
+/// it applies whole or not at all. Append only: a released migration never
+/// changes. A database newer than `migrations` knows is an error.
+///
+/// ```ignore
+/// const MIGRATIONS: &[&str] = &["CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"];
+/// sqlite::migrate(MIGRATIONS)?;
+/// ```
+pub fn migrate(migrations: &[&str]) -> Result<(), crate::Error> {
+    let found = query("PRAGMA user_version", &[])?;
+    let version = found
+        .rows
+        .first()
+        .and_then(|row| row.first())
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let version = usize::try_from(version)
+        .map_err(|_| crate::Error::new(format!("schema version {version} is negative")))?;
+    if version > migrations.len() {
+        return Err(crate::Error::new(format!(
+            "database schema version {version} is newer than this plugin knows ({})",
+            migrations.len()
+        )));
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(version) {
+        let to = i + 1;
+        exec("BEGIN IMMEDIATE", &[])?;
+        let applied = exec(sql, &[])
+            .and_then(|_| exec(&format!("PRAGMA user_version = {to}"), &[]))
+            .and_then(|_| exec("COMMIT", &[]));
+        if let Err(e) = applied {
+            let _ = exec("ROLLBACK", &[]);
+            return Err(crate::Error::new(format!(
+                "migration to schema version {to} failed: {e}"
+            )));
+        }
+        crate::log::info(&format!("database schema migrated to version {to}"));
+    }
+    Ok(())
+}
+
 fn call<T: DeserializeOwned>(
     f: RawSqlCall,
     sql: &str,

@@ -61,7 +61,7 @@ impl Plugin for Jobs {
     type Config = Config;
 
     fn init(config: Config) -> Result<Self, pulp_guest::Error> {
-        migrate()?;
+        sqlite::migrate(MIGRATIONS)?;
         // Spawn ids are per host run, and a stopped host has removed its containers.
         let lost = sqlite::exec(
             "UPDATE jobs SET status = 'lost', error = 'the host stopped before the job finished' WHERE status = 'running'",
@@ -284,31 +284,4 @@ fn kill(id: i64) -> Result<Reply, HostCallError> {
         }
         Err(e) => Err(e),
     }
-}
-
-/// Brings the schema up to the newest version.
-fn migrate() -> Result<(), pulp_guest::Error> {
-    let found = sqlite::query("PRAGMA user_version", &[])?;
-    let version = found
-        .rows
-        .first()
-        .and_then(|row| row.first())
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let version = usize::try_from(version)
-        .map_err(|_| pulp_guest::Error::new(format!("schema version {version} is negative")))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let to = i + 1;
-        sqlite::exec("BEGIN IMMEDIATE", &[])?;
-        let applied = sqlite::exec(sql, &[])
-            .and_then(|_| sqlite::exec(&format!("PRAGMA user_version = {to}"), &[]))
-            .and_then(|_| sqlite::exec("COMMIT", &[]));
-        if let Err(e) = applied {
-            let _ = sqlite::exec("ROLLBACK", &[]);
-            return Err(pulp_guest::Error::new(format!(
-                "migration to schema version {to} failed: {e}"
-            )));
-        }
-    }
-    Ok(())
 }

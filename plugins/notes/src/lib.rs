@@ -42,7 +42,7 @@ impl Plugin for Notes {
     type Config = Config;
 
     fn init(_config: Config) -> Result<Self, pulp_guest::Error> {
-        migrate()?;
+        sqlite::migrate(MIGRATIONS)?;
         for (method, path) in [
             ("POST", "/notes"),
             ("GET", "/notes"),
@@ -74,42 +74,6 @@ impl Plugin for Notes {
 }
 
 export_plugin!(Notes);
-
-/// Brings the schema up to the newest version.
-fn migrate() -> Result<(), pulp_guest::Error> {
-    let found = sqlite::query("PRAGMA user_version", &[])?;
-    let version = found
-        .rows
-        .first()
-        .and_then(|row| row.first())
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let version = usize::try_from(version)
-        .map_err(|_| pulp_guest::Error::new(format!("schema version {version} is negative")))?;
-    if version > MIGRATIONS.len() {
-        return Err(pulp_guest::Error::new(format!(
-            "database schema version {version} is newer than this plugin knows ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let to = i + 1;
-        // IMMEDIATE: take the write lock up front, so the migration either
-        // applies whole with its version number or not at all.
-        sqlite::exec("BEGIN IMMEDIATE", &[])?;
-        let applied = sqlite::exec(sql, &[])
-            .and_then(|_| sqlite::exec(&format!("PRAGMA user_version = {to}"), &[]))
-            .and_then(|_| sqlite::exec("COMMIT", &[]));
-        if let Err(e) = applied {
-            let _ = sqlite::exec("ROLLBACK", &[]);
-            return Err(pulp_guest::Error::new(format!(
-                "migration to schema version {to} failed: {e}"
-            )));
-        }
-        log::info(&format!("database schema migrated to version {to}"));
-    }
-    Ok(())
-}
 
 /// A status and a JSON body (empty for 204).
 struct Reply {
