@@ -275,7 +275,7 @@ impl Host {
         let compiled = match (shared, &self.module_cache) {
             (Some(module), _) => Ok((module, Some(Compiled::Shared))),
             (None, Some(cache)) => cache
-                .load_or_compile(&self.engine, &wasm)
+                .load_or_compile(&self.engine, &wasm, &digest)
                 .map(|(m, outcome)| (m, Some(Compiled::Cache(outcome)))),
             (None, None) => Module::new(&self.engine, &wasm).map(|m| (m, None)),
         };

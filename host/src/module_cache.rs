@@ -36,14 +36,16 @@ impl ModuleCache {
         ModuleCache { dir: dir.into() }
     }
 
-    /// The module for `wasm`: from the cache when a valid entry exists, else compiled
-    /// (and stored; a cache that cannot be written only costs the next start its time).
+    /// The module for `wasm`, whose sha256 is `digest`: from the cache when a
+    /// valid entry exists, else compiled (and stored; a cache that cannot be
+    /// written only costs the next start its time).
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         wasm: &[u8],
+        digest: &[u8; 32],
     ) -> wasmtime::Result<(Module, CacheOutcome)> {
-        let path = self.entry(engine, wasm);
+        let path = self.entry(engine, digest);
         let stale = match std::fs::read(&path) {
             Ok(bytes) => match verified(&bytes) {
                 // SAFETY: `artifact` is exactly what `Module::serialize` wrote for an
@@ -71,14 +73,11 @@ impl ModuleCache {
         })
     }
 
-    fn entry(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
+    fn entry(&self, engine: &Engine, digest: &[u8; 32]) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        self.dir.join(format!(
-            "{}-{:016x}.cwasm",
-            hex(&Sha256::digest(wasm)),
-            hasher.finish()
-        ))
+        self.dir
+            .join(format!("{}-{:016x}.cwasm", hex(digest), hasher.finish()))
     }
 
     fn store(&self, path: &Path, module: &Module) -> wasmtime::Result<()> {
