@@ -1,9 +1,10 @@
 //! The MessagePack requests host imports decode from guest memory:
-//! `http_register`, `http_respond` and `sqlite_*` params. Decoding never panics,
+//! `http_register`, `http_respond`, `sqlite_*` params and `docker_spawn`. Decoding never panics,
 //! and every value that decodes survives a round trip.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pulp_abi::docker::DockerSpawn;
 use pulp_abi::http::{HttpResponse, HttpRoute};
 use pulp_abi::sqlite::Value;
 
@@ -20,6 +21,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(
             rmp_serde::from_slice::<HttpResponse>(&bytes).expect("decodes"),
             response
+        );
+    }
+    if let Ok(spawn) = rmp_serde::from_slice::<DockerSpawn>(data) {
+        let bytes = rmp_serde::to_vec_named(&spawn).expect("encodes");
+        assert_eq!(
+            rmp_serde::from_slice::<DockerSpawn>(&bytes).expect("decodes"),
+            spawn
         );
     }
     if let Ok(params) = rmp_serde::from_slice::<Vec<Value>>(data) {
