@@ -441,3 +441,51 @@ fn unreachable_docker_is_an_exit_event_and_a_check_warning() {
     let out = jobs.pulp.take().unwrap().stop();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A spawn whose out-addresses are outside memory is refused (8) before
+/// anything starts: no container is left running without an id to kill it by.
+#[test]
+fn a_bad_out_address_is_refused_before_the_container_starts() {
+    if !docker::available("a_bad_out_address") {
+        return;
+    }
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        image: &'a str,
+        cmd: [&'a str; 2],
+    }
+    let request = rmp_serde::to_vec_named(&Request {
+        image: IMAGE,
+        cmd: ["sleep", "30"],
+    })
+    .unwrap();
+    let step = format!(
+        "(call $spawn (i32.const 4096) (i32.const {}) (i32.const 0xfffffff0) (i32.const 0xfffffff0))",
+        request.len()
+    );
+    let wat = pulp_integration::wat_plugin(
+        r#"(import "pulp" "docker_spawn" (func $spawn (param i32 i32 i32 i32) (result i32)))"#,
+        &step,
+        &format!(
+            "(data (i32.const 4096) {})",
+            pulp_integration::wat_data(&request)
+        ),
+    );
+    let plugin = pulp_integration::ScratchPlugin::wat(
+        "spawner",
+        &wat,
+        &format!("capabilities = [\"spawn.docker\"]\ntick_ms = 200\n[grants.\"spawn.docker\"]\n{SETTINGS}"),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let pulp = RunningPulp::start(
+        &["--data-dir", data.path().to_str().unwrap()],
+        &[&plugin.manifest],
+    );
+    // It steps every 200 ms; before the fix each step left a sleeper running.
+    std::thread::sleep(Duration::from_millis(2000));
+    let during = docker::containers("pulp.data-dir", data.path().to_str().unwrap());
+    let said = text(&pulp.stop());
+    assert_eq!(during, Vec::<String>::new(), "{said}");
+    // The step returns the import's code, which `pulp run` prints as an output handle.
+    assert!(said.contains("spawner step 3 output 8"), "{said}");
+}
