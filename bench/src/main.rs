@@ -8,6 +8,7 @@
 //! - `idle`: CPU of a `pulp run` with 10 plugins ticking every second;
 //! - `rss`: resident memory of a `pulp run` with 1, 100 and 1,000 plugins.
 
+mod allocs;
 mod cold;
 mod fleet;
 mod floor;

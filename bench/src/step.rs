@@ -22,6 +22,8 @@ struct Case {
     run: Box<dyn FnMut(u64)>,
     iterations: u64,
     rates: Vec<f64>,
+    allocations: u64,
+    operations: u64,
 }
 
 impl Case {
@@ -38,6 +40,8 @@ impl Case {
             run,
             iterations: 0,
             rates: Vec::new(),
+            allocations: 0,
+            operations: 0,
         }
     }
 
@@ -57,10 +61,14 @@ impl Case {
     }
 
     fn sample(&mut self) {
+        let allocations = crate::allocs::count();
         let started = Instant::now();
         (self.run)(self.iterations);
-        self.rates
-            .push(self.iterations as f64 / started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        // Other threads (the epoch timer, Extism's) may allocate meanwhile: an upper bound.
+        self.allocations += crate::allocs::count() - allocations;
+        self.operations += self.iterations;
+        self.rates.push(self.iterations as f64 / took.as_secs_f64());
     }
 
     fn ops_per_sec(&self) -> f64 {
@@ -213,6 +221,10 @@ pub fn run() {
             ("payload", case.payload.to_string()),
             ("ops_per_sec", n(rate, 0)),
             ("ns_per_op", n(1e9 / rate, 1)),
+            (
+                "host_allocs_per_op",
+                n(case.allocations as f64 / case.operations as f64, 3),
+            ),
             ("rounds", ROUNDS.to_string()),
         ]);
     }
