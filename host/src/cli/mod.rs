@@ -23,7 +23,7 @@ mod run;
 mod scaffold;
 mod telemetry;
 
-use crate::caps::{DockerCapability, HttpCapability, SqliteCapability};
+use crate::caps::HttpCapability;
 use crate::{Host, HostBuilder, Manifest, Pooling};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -144,9 +144,11 @@ fn host(
     let builder = builder
         .data_dir(data_dir)
         .fuel_metering(loaded.iter().any(|m| m.limits.fuel.is_some()))
-        .gated(http.clone())
-        .gated(SqliteCapability)
-        .gated(DockerCapability::new());
+        .gated(http.clone());
+    #[cfg(feature = "sqlite")]
+    let builder = builder.gated(crate::caps::SqliteCapability);
+    #[cfg(feature = "docker")]
+    let builder = builder.gated(crate::caps::DockerCapability::new());
     Ok((extend(builder).build()?, http))
 }
 
