@@ -194,36 +194,21 @@ mod tests {
     #[test]
     fn bad_settings_name_the_key() {
         assert!(refusal("").contains("images must list"));
-        assert!(refusal(
-            r#"images = ["a"]
-network = "host""#
-        )
-        .contains("network = \"host\": must be one of none, bridge"));
-        assert!(refusal(
-            r#"images = ["a"]
-memory_mb = 2"#
-        )
-        .contains("memory_mb = 2 is below"));
-        assert!(refusal(
-            r#"images = ["a"]
-max_output_kb = 600"#
-        )
-        .contains("max_output_kb = 600 is too large"));
-        assert!(refusal(
-            r#"images = ["a"]
-cpus = 0.0"#
-        )
-        .contains("cpus must be at least 0.01"));
-        assert!(refusal(
-            r#"images = ["a"]
-memory_mb = 17592186044416"#
-        )
-        .contains("is over 1048576"));
         assert!(refusal(r#"images = ["a b"]"#).contains("is not an image reference"));
-        assert!(refusal(
-            r#"images = ["a"]
-max_runing = 2"#
-        )
-        .contains("unknown field `max_runing`"));
+        // One bad key next to a valid image list; the message names it.
+        for (key, message) in [
+            (
+                r#"network = "host""#,
+                r#"network = "host": must be one of none, bridge"#,
+            ),
+            ("memory_mb = 2", "memory_mb = 2 is below"),
+            ("memory_mb = 17592186044416", "is over 1048576"),
+            ("max_output_kb = 600", "max_output_kb = 600 is too large"),
+            ("cpus = 0.0", "cpus must be at least 0.01"),
+            ("max_runing = 2", "unknown field `max_runing`"),
+        ] {
+            let refused = refusal(&format!("images = [\"a\"]\n{key}"));
+            assert!(refused.contains(message), "{key}: {refused}");
+        }
     }
 }
