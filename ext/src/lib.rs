@@ -58,8 +58,10 @@ mod error;
 pub mod guest;
 pub mod host_fn;
 mod state;
+mod usage;
 
 pub use capability::{Capability, ImportSpec, ValKind};
 pub use error::{CapabilityError, HostError};
 pub use pulp_abi::Code;
 pub use state::{EventRejected, EventSink, GuestExports, GuestLimits, PluginInfo, PluginState};
+pub use usage::PluginUsage;

@@ -1,13 +1,13 @@
 //! What the host knows about a plugin ([`PluginInfo`]) and the data of its
 //! wasmtime store ([`PluginState`]).
 
-use crate::CapabilityError;
+use crate::{CapabilityError, PluginUsage};
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -34,6 +34,9 @@ pub struct PluginInfo {
     pub grants: BTreeMap<String, toml::Table>,
     /// Boundary limits.
     pub limits: GuestLimits,
+    /// What the host holds and has spent for this plugin (shared by every
+    /// instance of it and every capability).
+    pub usage: Arc<PluginUsage>,
 }
 
 impl PluginInfo {
@@ -69,6 +72,7 @@ impl PluginInfo {
     ///     data_dir: "data/p".into(),
     ///     grants,
     ///     limits: GuestLimits { max_buffer: 1 << 20, call_budget: Duration::from_secs(1) },
+    ///     usage: Default::default(),
     /// };
     /// let s: Settings = info.settings("spawn.example").unwrap();
     /// assert_eq!(s, Settings { images: vec!["busybox".into()], max_running: 1 });
@@ -130,6 +134,7 @@ pub struct PluginState {
     limiter: Box<dyn ResourceLimiter + Send>,
     wasi: WasiP1Ctx,
     slots: HashMap<TypeId, Box<dyn Any + Send>>,
+    call_deadline: Option<Instant>,
 }
 
 impl PluginState {
@@ -147,6 +152,7 @@ impl PluginState {
             limiter,
             wasi,
             slots: HashMap::new(),
+            call_deadline: None,
         }
     }
 
@@ -163,6 +169,19 @@ impl PluginState {
     /// Memory and allocator of the instance; `None` until instantiation completes.
     pub fn guest(&self) -> Option<&GuestExports> {
         self.guest.as_ref()
+    }
+
+    /// When the running `pulp_init` / `pulp_step` / `pulp_shutdown` must end:
+    /// one absolute deadline for the guest code and every host call inside it.
+    /// Slow host work (a SQL statement, a sleep) stops at this instant, never
+    /// at a budget of its own. `None` outside a call.
+    pub fn call_deadline(&self) -> Option<Instant> {
+        self.call_deadline
+    }
+
+    /// Sets the running call's deadline (host only).
+    pub fn set_call_deadline(&mut self, deadline: Option<Instant>) {
+        self.call_deadline = deadline;
     }
 
     /// Records the instance's exports (host only).

@@ -303,6 +303,7 @@ impl Host {
                 max_buffer: manifest.limits.max_buffer,
                 call_budget: manifest.limits.call_timeout,
             },
+            usage: Default::default(),
         });
         let (mut report, granted) = check_plugin(&self.registry, &manifest, &info, &module);
         report.notes.extend(cached.map(|outcome| match outcome {
@@ -355,6 +356,7 @@ impl Host {
     ) -> wasmtime::Result<Linker<PluginState>> {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut PluginState| s.wasi_mut())?;
+        crate::wasi_poll::add_to_linker(&mut linker)?;
         for entry in self.registry.entries() {
             let cap = &entry.capability;
             if granted.iter().any(|g| g.capability.name() == cap.name()) {

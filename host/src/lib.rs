@@ -31,6 +31,7 @@ mod prepared;
 pub mod registry;
 pub mod restart;
 mod wasi_log;
+mod wasi_poll;
 
 pub use actor::{PluginStatus, PluginSummary, RunEvent, RunOptions, RunningPlugin};
 pub use check::CheckReport;

@@ -15,7 +15,7 @@ use pulp_abi::{names, StepEnvelope};
 use pulp_ext::{guest::checked_range, EventSink, GuestExports, PluginState};
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Instance, Memory, Store, TypedFunc, Val};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -71,6 +71,7 @@ impl Plugin {
             call_number: 0,
             kind,
         };
+        let wasi_started = crate::wasi_poll::MonotonicBase(std::time::Instant::now());
         let wasi = WasiCtxBuilder::new()
             .stdout(GuestLog::new(name.clone(), "stdout"))
             .stderr(GuestLog::new(name.clone(), "stderr"))
@@ -79,7 +80,8 @@ impl Plugin {
             prepared.manifest.limits.memory_bytes,
             prepared.manifest.limits.table_elements,
         ));
-        let state = PluginState::new(info.clone(), events, limiter, wasi);
+        let mut state = PluginState::new(info.clone(), events, limiter, wasi);
+        state.insert_slot(wasi_started);
         let mut store = Store::new(prepared.pre.module().engine(), state);
         store.limiter(|s| s.limiter_mut());
         store.epoch_deadline_trap();
@@ -125,9 +127,10 @@ impl Plugin {
             instance.get_typed_func::<(), ()>(&mut plugin.store, names::INITIALIZE)
         {
             plugin.exports.initialize = Some(initialize);
-            let _running = plugin.clock.enter();
-            plugin.store.set_epoch_deadline(plugin.budget_ticks);
-            plugin.call_optional(names::INITIALIZE, |e| e.initialize.as_ref(), ())?;
+            plugin.unless_failed(|p| {
+                p.call_optional(names::INITIALIZE, |e| e.initialize.as_ref(), ())
+                    .map(drop)
+            })?;
         }
         Ok(plugin)
     }
@@ -225,7 +228,10 @@ impl Plugin {
         }
         let _running = self.clock.enter();
         self.store.set_epoch_deadline(self.budget_ticks);
+        let deadline = Instant::now() + self.prepared.manifest.limits.call_timeout;
+        self.store.data_mut().set_call_deadline(Some(deadline));
         let result = call(self);
+        self.store.data_mut().set_call_deadline(None);
         if let Err(fault) = &result {
             self.failed = Some(fault.clone());
         }

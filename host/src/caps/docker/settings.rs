@@ -159,6 +159,7 @@ mod tests {
                 max_buffer: 1 << 20,
                 call_budget: Duration::from_secs(1),
             },
+            usage: Default::default(),
         }
     }
 
