@@ -12,12 +12,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters of one plugin's use of host resources.
 #[derive(Debug, Default)]
 pub struct PluginUsage {
+    memory_bytes: AtomicU64,
+    fuel_consumed: AtomicU64,
     host_bytes: AtomicU64,
     log_lines_dropped: AtomicU64,
     containers: AtomicU64,
 }
 
 impl PluginUsage {
+    /// Records the linear memory of the running instance, in bytes.
+    pub fn set_memory(&self, bytes: usize) {
+        self.memory_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Linear memory of the running instance (of the last one, once stopped).
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts fuel a call consumed (only when the host meters fuel).
+    pub fn fuel(&self, consumed: u64) {
+        self.fuel_consumed.fetch_add(consumed, Ordering::Relaxed);
+    }
+
+    /// Fuel consumed so far by every call of every instance.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.fuel_consumed.load(Ordering::Relaxed)
+    }
+
     /// Charges `bytes` the host now holds for the plugin (a queued event, a
     /// request body waiting for its answer, an output on its way out).
     pub fn hold(&self, bytes: usize) {

@@ -6,16 +6,19 @@
 
 use crate::epoch::EpochClock;
 use crate::metrics::PluginMetrics;
+use crate::metrics::UsageSnapshot;
 use crate::plugin::{Plugin, PluginFault, StepOutcome};
 use crate::prepared::PreparedPlugin;
 use crate::restart::RestartTracker;
+use crate::run_events::{NotSent, RunEventSender};
 use pulp_ext::{EventRejected, EventSink};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-use tokio::sync::mpsc::UnboundedSender;
 
 /// How long to run a plugin.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,8 +79,11 @@ pub struct PluginSummary {
     pub step_errors: u64,
     /// Times the plugin was restarted after a failure.
     pub restarts: u32,
-    /// Values of the `probe_*` exports, read before shutdown.
+    /// Values of the `probe_*` exports, read before shutdown (none when the
+    /// last instance failed: a failed instance is never entered again).
     pub probes: Vec<(String, i64)>,
+    /// What the plugin cost the host over the run.
+    pub usage: UsageSnapshot,
 }
 
 impl PluginSummary {
@@ -91,6 +97,7 @@ impl PluginSummary {
             step_errors: 0,
             restarts: 0,
             probes: Vec::new(),
+            usage: UsageSnapshot::default(),
         }
     }
 }
@@ -108,11 +115,14 @@ pub struct Mailbox {
 }
 
 impl EventSink for Mailbox {
+    /// Queues an event, charging its bytes to the plugin until its step takes it.
     fn push(&self, event: Vec<u8>) -> Result<(), EventRejected> {
+        let len = event.len();
         self.tx.try_send(Mail::Event(event)).map_err(|e| match e {
             TrySendError::Full(_) => EventRejected::Full,
             TrySendError::Disconnected(_) => EventRejected::Closed,
         })?;
+        self.metrics.plugin_usage().hold(len);
         self.metrics.mailbox(1);
         Ok(())
     }
@@ -169,16 +179,18 @@ impl RunningPlugin {
     }
 }
 
-/// Starts the actor thread of `prepared`.
+/// Starts the actor thread of `prepared`. What it does goes to `events`
+/// without ever blocking the plugin: when the channel is full the event is
+/// dropped and counted (`pulp_run_events_dropped_total`, the summary's usage).
 pub fn spawn(
     prepared: Arc<PreparedPlugin>,
     clock: EpochClock,
     options: RunOptions,
-    events: UnboundedSender<RunEvent>,
+    events: RunEventSender,
 ) -> std::io::Result<RunningPlugin> {
     let name = prepared.manifest.name.clone();
     let (tx, rx) = sync_channel(prepared.manifest.limits.mailbox);
-    let metrics = Arc::new(PluginMetrics::default());
+    let metrics = Arc::new(PluginMetrics::for_plugin(&prepared.info));
     let mailbox = Mailbox {
         tx,
         metrics: metrics.clone(),
@@ -209,7 +221,7 @@ struct Actor {
     prepared: Arc<PreparedPlugin>,
     clock: EpochClock,
     options: RunOptions,
-    events: UnboundedSender<RunEvent>,
+    events: RunEventSender,
     mailbox: Mailbox,
     rx: Receiver<Mail>,
     stop: Arc<AtomicBool>,
@@ -217,6 +229,30 @@ struct Actor {
 
 impl Actor {
     fn run(self) -> PluginSummary {
+        let metrics = self.mailbox.metrics.clone();
+        metrics.cpu.attach();
+        let mut summary = self.run_instances();
+        // Events no instance will take are dropped with the mailbox: give their bytes back.
+        while let Ok(mail) = self.rx.try_recv() {
+            if let Mail::Event(event) = mail {
+                metrics.mailbox(-1);
+                metrics.plugin_usage().release(event.len());
+            }
+        }
+        metrics.cpu.detach();
+        summary.usage = metrics.usage();
+        summary
+    }
+
+    /// Sends `event` to whoever watches the run, dropping it (counted) when
+    /// their channel is full: a slow consumer never stalls a plugin.
+    fn send(&self, event: RunEvent) {
+        if let Err(NotSent::Full) = self.events.try_send(event) {
+            self.mailbox.metrics.event_dropped();
+        }
+    }
+
+    fn run_instances(&self) -> PluginSummary {
         let name = self.prepared.manifest.name.clone();
         let mut summary = PluginSummary::new(name.clone());
         let mut restarts = RestartTracker::new(self.prepared.manifest.restart);
@@ -233,7 +269,7 @@ impl Actor {
             summary.restarts += 1;
             self.mailbox.metrics.restart();
             tracing::warn!(plugin = %name, "{fault}; restart {} in {} ms", summary.restarts, delay.as_millis());
-            let _ = self.events.send(RunEvent::Restarting {
+            self.send(RunEvent::Restarting {
                 plugin: name.clone(),
                 fault: fault.clone(),
                 delay,
@@ -248,19 +284,20 @@ impl Actor {
     fn run_instance(&self, summary: &mut PluginSummary) -> Result<(), PluginFault> {
         let events: Arc<dyn EventSink> = Arc::new(self.mailbox.clone());
         let mut plugin = Plugin::instantiate(self.prepared.clone(), self.clock.clone(), events)?;
+        plugin.wake_sleeps_on(self.stop.clone());
         plugin.init(&self.prepared.manifest.config)?;
-        let _ = self.events.send(RunEvent::Started {
+        self.send(RunEvent::Started {
             plugin: summary.name.clone(),
         });
-        let result = self.step_loop(&mut plugin, summary);
-        if result.is_err() {
+        summary.probes.clear();
+        if let Err(fault) = self.step_loop(&mut plugin, summary) {
             // Release first: HTTP clients waiting on this instance get their 503 now.
             plugin.release();
+            return Err(fault);
         }
-        summary.probes = plugin.probes();
-        result?;
+        summary.probes = plugin.probes()?;
         plugin.shutdown()?;
-        let _ = self.events.send(RunEvent::Stopped {
+        self.send(RunEvent::Stopped {
             plugin: summary.name.clone(),
         });
         Ok(())
@@ -291,6 +328,10 @@ impl Actor {
     ) -> Result<(), PluginFault> {
         let tick = self.prepared.manifest.tick;
         let mut next_tick = Instant::now() + tick;
+        // Ticks and events take turns when both are due, so neither starves
+        // the other: a plugin whose steps outlast its tick still gets every
+        // event, in order, at worst one tick step late.
+        let mut last_was_tick = false;
         loop {
             if self.stop.load(Ordering::Acquire)
                 || self
@@ -301,21 +342,30 @@ impl Actor {
                 return Ok(());
             }
             let now = Instant::now();
-            let mail = if now >= next_tick {
-                None
-            } else {
+            let mail = if now < next_tick {
                 match self.rx.recv_timeout(next_tick - now) {
                     Ok(mail) => Some(mail),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
+            } else if last_was_tick {
+                match self.rx.try_recv() {
+                    Ok(mail) => Some(mail),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
+            } else {
+                None
             };
+            last_was_tick = mail.is_none();
             let started = Instant::now();
             let outcome = match mail {
                 Some(Mail::Stop) => return Ok(()),
                 Some(Mail::Event(event)) => {
                     self.mailbox.metrics.mailbox(-1);
-                    plugin.step(&event)?
+                    let outcome = plugin.step(&event);
+                    self.mailbox.metrics.plugin_usage().release(event.len());
+                    outcome?
                 }
                 None => {
                     // Skip ticks missed while a step ran long rather than bursting to catch up.
@@ -333,10 +383,10 @@ impl Actor {
         let plugin = summary.name.clone();
         if outcome.handle > 0 {
             summary.outputs += 1;
-            let _ = self.events.send(RunEvent::Output { plugin, outcome });
+            self.send(RunEvent::Output { plugin, outcome });
         } else if outcome.handle < 0 {
             summary.step_errors += 1;
-            let _ = self.events.send(RunEvent::StepError {
+            self.send(RunEvent::StepError {
                 plugin,
                 call_number: outcome.call_number,
                 code: outcome.handle,
@@ -346,7 +396,7 @@ impl Actor {
 
     fn failed(&self, mut summary: PluginSummary, fault: PluginFault) -> PluginSummary {
         tracing::error!(plugin = %summary.name, "{fault}");
-        let _ = self.events.send(RunEvent::Failed {
+        self.send(RunEvent::Failed {
             plugin: summary.name.clone(),
             fault: fault.clone(),
         });

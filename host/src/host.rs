@@ -1,6 +1,6 @@
 //! The host: one engine, one registry, one epoch timer, and the plugins loaded into it.
 
-use crate::actor::{self, RunEvent, RunOptions, RunningPlugin};
+use crate::actor::{self, RunOptions, RunningPlugin};
 use crate::caps::{EntropyCapability, LoggingCapability};
 use crate::check::{check_plugin, CheckReport};
 use crate::epoch::{EpochClock, EpochTimer};
@@ -8,12 +8,12 @@ use crate::manifest::{Manifest, ManifestError};
 use crate::module_cache::{CacheOutcome, ModuleCache};
 use crate::prepared::PreparedPlugin;
 use crate::registry::{Gate, Registry, RegistryError};
+use crate::run_events::RunEventSender;
 use pulp_ext::{Capability, GuestLimits, PluginInfo, PluginState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::{Config, Engine, Linker, Module};
 
 /// Data directory when none is given: `./data`.
@@ -368,12 +368,15 @@ impl Host {
         Ok(linker)
     }
 
-    /// Starts `plugin` as an actor on its own thread; `events` receives what it does.
+    /// Starts `plugin` as an actor on its own thread; `events` receives what it
+    /// does. The channel is bounded in events and bytes ([`crate::run_events`]):
+    /// an actor never waits for room in it, it drops the event and counts it
+    /// ([`UsageSnapshot::events_dropped`](crate::metrics::UsageSnapshot)).
     pub fn spawn(
         &self,
         plugin: PreparedPlugin,
         options: RunOptions,
-        events: UnboundedSender<RunEvent>,
+        events: RunEventSender,
     ) -> std::io::Result<RunningPlugin> {
         actor::spawn(Arc::new(plugin), self.clock.clone(), options, events)
     }

@@ -30,6 +30,8 @@ pub mod plugin;
 mod prepared;
 pub mod registry;
 pub mod restart;
+pub mod run_events;
+mod thread_cpu;
 mod wasi_log;
 mod wasi_poll;
 
@@ -41,3 +43,4 @@ pub use manifest::{Manifest, ManifestError};
 pub use plugin::{FaultKind, Plugin, PluginFault, StepOutcome};
 pub use prepared::PreparedPlugin;
 pub use registry::{Gate, Registry};
+pub use run_events::{run_events, RunEventReceiver, RunEventSender};

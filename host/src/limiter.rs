@@ -1,5 +1,7 @@
 //! Per-plugin resource limits enforced by wasmtime as the guest grows.
 
+use pulp_ext::PluginUsage;
+use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 
 /// The guest tried to grow linear memory past its manifest limit.
@@ -19,20 +21,24 @@ pub struct MemoryLimitExceeded {
 /// Tables one instance may have.
 pub const MAX_TABLES: usize = 4;
 
-/// Limits memory and tables of one plugin instance.
-#[derive(Debug, Clone, Copy)]
+/// Limits memory and tables of one plugin instance, and records the memory
+/// it was granted in the plugin's [`PluginUsage`] (wasmtime asks here for the
+/// initial size and every growth, so the figure is exact and costs nothing).
+#[derive(Debug, Clone)]
 pub struct PluginLimiter {
     memory_bytes: usize,
     table_elements: usize,
+    usage: Arc<PluginUsage>,
 }
 
 impl PluginLimiter {
     /// A limiter allowing `memory_bytes` of linear memory and `table_elements`
     /// elements in any table.
-    pub fn new(memory_bytes: usize, table_elements: usize) -> Self {
+    pub fn new(memory_bytes: usize, table_elements: usize, usage: Arc<PluginUsage>) -> Self {
         PluginLimiter {
             memory_bytes,
             table_elements,
+            usage,
         }
     }
 }
@@ -51,6 +57,7 @@ impl ResourceLimiter for PluginLimiter {
             }
             .into());
         }
+        self.usage.set_memory(desired);
         Ok(true)
     }
 

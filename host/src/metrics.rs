@@ -6,9 +6,17 @@
 //! Prometheus scrapes.
 
 use crate::fault::FaultKind;
+use crate::thread_cpu::ThreadCpu;
+use pulp_ext::{PluginInfo, PluginUsage};
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Most directory entries counted for a plugin's disk use: a plugin with
+/// more files than this is reported at that count's size, never walked forever.
+const MAX_DISK_ENTRIES: usize = 10_000;
 
 /// Upper bounds of the step-latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 10] = [
@@ -36,9 +44,69 @@ pub struct PluginMetrics {
     faults: [AtomicU64; FAULT_KINDS.len()],
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_ns: AtomicU64,
+    events_dropped: AtomicU64,
+    /// The actor thread's CPU clock.
+    pub(crate) cpu: ThreadCpu,
+    usage: Arc<PluginUsage>,
+    data_dir: PathBuf,
+}
+
+/// What a plugin has cost the host, read at one moment (see [`PluginMetrics::usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageSnapshot {
+    /// CPU time of the plugin's thread: its calls and the host work inside them.
+    pub cpu: Duration,
+    /// Linear memory of the running (or last) instance.
+    pub memory_bytes: u64,
+    /// Bytes the host holds for it now: queued events, requests awaiting an answer.
+    pub host_bytes: u64,
+    /// Bytes of its files under the data directory (SQLite database, WAL, ...).
+    pub disk_bytes: u64,
+    /// Fuel consumed, when the host meters fuel.
+    pub fuel_consumed: u64,
+    /// Log lines dropped by its rate limit.
+    pub log_lines_dropped: u64,
+    /// Containers that exist for it.
+    pub containers: u64,
+    /// Run events (outputs, errors) the embedder's channel had no room for.
+    pub events_dropped: u64,
 }
 
 impl PluginMetrics {
+    /// Counters for the plugin `info` describes, sharing its [`PluginUsage`].
+    pub fn for_plugin(info: &PluginInfo) -> Self {
+        PluginMetrics {
+            usage: info.usage.clone(),
+            data_dir: info.data_dir.clone(),
+            ..PluginMetrics::default()
+        }
+    }
+
+    /// The plugin's [`PluginUsage`], which capabilities charge.
+    pub fn plugin_usage(&self) -> &Arc<PluginUsage> {
+        &self.usage
+    }
+
+    /// A run event was dropped: the embedder's channel was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the plugin has cost so far. Reads the thread's CPU clock and walks
+    /// the plugin's data directory: for scrapes and summaries, not hot paths.
+    pub fn usage(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            cpu: self.cpu.get(),
+            memory_bytes: self.usage.memory_bytes(),
+            host_bytes: self.usage.host_bytes(),
+            disk_bytes: dir_bytes(&self.data_dir),
+            fuel_consumed: self.usage.fuel_consumed(),
+            log_lines_dropped: self.usage.log_lines_dropped(),
+            containers: self.usage.containers(),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+
     /// A step finished after `took`; `handle` is what `pulp_step` returned.
     pub fn step(&self, took: Duration, handle: i32) {
         self.steps.fetch_add(1, Ordering::Relaxed);
@@ -171,6 +239,75 @@ pub fn render(plugins: &[(String, &PluginMetrics)], responses: &[ResponseCount])
         );
     }
 
+    let usage: Vec<(&String, UsageSnapshot)> =
+        plugins.iter().map(|(p, m)| (p, m.usage())).collect();
+    let per_plugin = |out: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      get: &dyn Fn(&UsageSnapshot) -> String| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (plugin, u) in &usage {
+            let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {}", escape(plugin), get(u));
+        }
+    };
+    per_plugin(
+        &mut out,
+        "pulp_cpu_seconds_total",
+        "counter",
+        "CPU time of the plugin's thread: its calls and the host work inside them.",
+        &|u| u.cpu.as_secs_f64().to_string(),
+    );
+    per_plugin(
+        &mut out,
+        "pulp_memory_bytes",
+        "gauge",
+        "Linear memory of the plugin's instance.",
+        &|u| u.memory_bytes.to_string(),
+    );
+    per_plugin(
+        &mut out,
+        "pulp_host_bytes",
+        "gauge",
+        "Bytes the host holds for the plugin: queued events, requests awaiting an answer.",
+        &|u| u.host_bytes.to_string(),
+    );
+    per_plugin(
+        &mut out,
+        "pulp_disk_bytes",
+        "gauge",
+        "Bytes of the plugin's files under the data directory.",
+        &|u| u.disk_bytes.to_string(),
+    );
+    per_plugin(
+        &mut out,
+        "pulp_fuel_consumed_total",
+        "counter",
+        "Fuel consumed (0 unless the host meters fuel).",
+        &|u| u.fuel_consumed.to_string(),
+    );
+    per_plugin(
+        &mut out,
+        "pulp_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped by the plugin's rate limit.",
+        &|u| u.log_lines_dropped.to_string(),
+    );
+    per_plugin(
+        &mut out,
+        "pulp_containers",
+        "gauge",
+        "Containers that exist for the plugin.",
+        &|u| u.containers.to_string(),
+    );
+    per_plugin(
+        &mut out,
+        "pulp_run_events_dropped_total",
+        "counter",
+        "Outputs and other run events dropped because the consumer's queue was full.",
+        &|u| u.events_dropped.to_string(),
+    );
+
     let _ = writeln!(out, "# HELP pulp_http_responses_total HTTP responses, by plugin and status.\n# TYPE pulp_http_responses_total counter");
     for r in responses {
         let _ = writeln!(
@@ -182,6 +319,31 @@ pub fn render(plugins: &[(String, &PluginMetrics)], responses: &[ResponseCount])
         );
     }
     out
+}
+
+/// Bytes of the regular files under `dir` (at most [`MAX_DISK_ENTRIES`]
+/// entries; symlinks are not followed; 0 when it does not exist).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut seen = 0usize;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_DISK_ENTRIES {
+                return total;
+            }
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => pending.push(entry.path()),
+                Ok(m) if m.is_file() => total = total.saturating_add(m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// Escapes a label value (plugin names are already restricted, but be exact).

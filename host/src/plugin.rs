@@ -12,7 +12,7 @@ use crate::limiter::PluginLimiter;
 use crate::prepared::PreparedPlugin;
 use crate::wasi_log::GuestLog;
 use pulp_abi::{names, StepEnvelope};
-use pulp_ext::{guest::checked_range, EventSink, GuestExports, PluginState};
+use pulp_ext::{guest::checked_range, EventSink, GuestExports, PluginState, PluginUsage};
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -79,6 +79,7 @@ impl Plugin {
         let limiter = Box::new(PluginLimiter::new(
             prepared.manifest.limits.memory_bytes,
             prepared.manifest.limits.table_elements,
+            info.usage.clone(),
         ));
         let mut state = PluginState::new(info.clone(), events, limiter, wasi);
         state.insert_slot(wasi_started);
@@ -133,6 +134,14 @@ impl Plugin {
             })?;
         }
         Ok(plugin)
+    }
+
+    /// Makes WASI sleeps of this instance end early once `stop` is set, so a
+    /// plugin asleep in a step does not hold up the host's stop.
+    pub fn wake_sleeps_on(&mut self, stop: Arc<std::sync::atomic::AtomicBool>) {
+        self.store
+            .data_mut()
+            .insert_slot(crate::wasi_poll::StopSignal(stop));
     }
 
     /// The plugin's name.
@@ -259,26 +268,29 @@ impl Plugin {
         }
     }
 
-    /// Reads every `probe_*` export, in name order. A probe that traps is skipped.
-    pub fn probes(&mut self) -> Vec<(String, i64)> {
-        let mut values = Vec::new();
-        for (name, func) in self.exports.probes.clone() {
-            let mut out = [Val::I64(0)];
-            self.store.set_epoch_deadline(self.budget_ticks);
-            if let Some(fuel) = self.prepared.manifest.limits.fuel {
-                // Like every call, a probe gets a fresh allowance.
-                let _ = self.store.set_fuel(fuel);
-            }
-            let _running = self.clock.enter();
-            if func.call(&mut self.store, &[], &mut out).is_ok() {
+    /// Reads every `probe_*` export, in name order, as one call for the
+    /// budget. A failed instance is never entered again, so it has no probe
+    /// values (`Err` with its fault); a probe that traps fails the instance
+    /// like any other export.
+    pub fn probes(&mut self) -> Result<Vec<(String, i64)>, PluginFault> {
+        self.unless_failed(|p| {
+            let mut values = Vec::new();
+            for (name, func) in p.exports.probes.clone() {
+                let mut out = [Val::I64(0)];
+                if let Some(fuel) = p.prepared.manifest.limits.fuel {
+                    let _ = p.store.set_fuel(fuel);
+                }
+                if let Err(e) = func.call(&mut p.store, &[], &mut out) {
+                    return Err(p.fault("probe_*", classify(&e, &p.prepared.manifest.limits)));
+                }
                 match out[0] {
                     Val::I64(v) => values.push((name, v)),
                     Val::I32(v) => values.push((name, v as i64)),
                     _ => {}
                 }
             }
-        }
-        values
+            Ok(values)
+        })
     }
 
     /// Allocates guest memory for the concatenation of `parts` and copies them in.
@@ -390,6 +402,7 @@ impl Plugin {
         run_guest(
             &mut self.store,
             self.prepared.manifest.limits.fuel,
+            &self.prepared.info.usage,
             func,
             params,
         )
@@ -417,18 +430,23 @@ impl Drop for Plugin {
     }
 }
 
-/// One guest call, with fresh fuel when budgeted. The caller holds a
+/// One guest call, with fresh fuel when budgeted (and what it consumed
+/// charged to the plugin). The caller holds a
 /// [`CallGuard`](crate::epoch::CallGuard) and has set the epoch deadline.
 fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     store: &mut Store<PluginState>,
     fuel: Option<u64>,
+    usage: &PluginUsage,
     func: &TypedFunc<P, R>,
     params: P,
 ) -> wasmtime::Result<R> {
-    if let Some(fuel) = fuel {
-        store.set_fuel(fuel)?;
-    }
-    func.call(store, params)
+    let Some(fuel) = fuel else {
+        return func.call(store, params);
+    };
+    store.set_fuel(fuel)?;
+    let result = func.call(&mut *store, params);
+    usage.fuel(fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
+    result
 }
 
 impl Exports {

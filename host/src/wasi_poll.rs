@@ -13,6 +13,8 @@
 //! (hang-up), stdout and stderr writable; any other fd is `EBADF`.
 
 use pulp_ext::{guest, HostError, PluginState};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Linker, Trap};
 
@@ -36,6 +38,14 @@ const CLOCK_REALTIME: u32 = 0;
 const CLOCK_MONOTONIC: u32 = 1;
 const SUBCLOCK_ABSTIME: u16 = 1;
 const FD_READWRITE_HANGUP: u16 = 1;
+
+/// Set when the host asks the plugin to stop: a sleep in progress ends at
+/// once (as if its clock fired), so the step finishes and the plugin gets
+/// its `pulp_shutdown` without waiting out the sleep.
+pub struct StopSignal(pub Arc<AtomicBool>);
+
+/// How often a sleep looks at the [`StopSignal`].
+const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// When the guest's WASI monotonic clock read zero: taken as the WASI context
 /// is built, so an absolute monotonic timeout maps onto a host [`Instant`].
@@ -110,14 +120,14 @@ fn poll_oneoff(
             })
             .min()
             .unwrap_or(deadline);
-        let now = Instant::now();
-        if first > deadline {
-            // Sleeping to the deadline and not one moment past it: the call is over.
-            std::thread::sleep(deadline.saturating_duration_since(now));
+        let stop = caller.data().slot::<StopSignal>().map(|s| s.0.clone());
+        let stopped = sleep_until(first.min(deadline), stop.as_deref());
+        if first > deadline && !stopped {
+            // Slept to the deadline and not one moment past it: the call is over.
             return Err(Trap::Interrupt.into());
         }
-        std::thread::sleep(first.saturating_duration_since(now));
-        let now = Instant::now();
+        // On a stop, the earliest clock fires now: the guest sees its sleep end.
+        let now = if stopped { first } else { Instant::now() };
         events.extend(subs.iter().filter_map(|s| match s.kind {
             Kind::Clock(at) if at <= now => Some(clock_event(s.userdata)),
             _ => None,
@@ -141,6 +151,23 @@ fn poll_oneoff(
         Err(HostError::Trap(e)) => return Err(e),
         Err(HostError::Code { .. }) => ERRNO_INVAL,
     })
+}
+
+/// Sleeps until `until`, or until `stop` is set; true when stopped early.
+fn sleep_until(until: Instant, stop: Option<&AtomicBool>) -> bool {
+    loop {
+        if stop.is_some_and(|s| s.load(Ordering::Acquire)) {
+            return true;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(match stop {
+            Some(_) => left.min(STOP_POLL),
+            None => left,
+        });
+    }
 }
 
 fn decode(chunk: &[u8], base: Instant) -> Result<Subscription, i32> {

@@ -273,7 +273,7 @@ impl Lab {
         let prepared = self
             .load_as("healthy", &healthy(), "tick_ms = 10")
             .unwrap_or_else(|e| panic!("{e}"));
-        let (events, _received) = tokio::sync::mpsc::unbounded_channel();
+        let (events, _received) = pulp_host::run_events(64, 1 << 20);
         let running = self
             .host
             .spawn(prepared, RunOptions::default(), events)
@@ -379,6 +379,7 @@ impl ImportCaller {
     fn tail(&mut self) -> i64 {
         self.plugin
             .probes()
+            .expect("probes")
             .into_iter()
             .find(|(name, _)| name == "probe_tail")
             .map(|(_, v)| v)
@@ -1025,7 +1026,7 @@ fn a_lying_pulp_alloc_during_an_import_is_code_7() {
         );
     }
     // Nothing was written: not the out-addresses, not the bytes before the end.
-    let probes = plugin.probes();
+    let probes = plugin.probes().expect("probes");
     assert_eq!(
         probes,
         [
@@ -1036,7 +1037,7 @@ fn a_lying_pulp_alloc_during_an_import_is_code_7() {
     // The same plugin, honest again, gets its result.
     let outcome = plugin.step(&alloc_mode(0, 0)).unwrap();
     assert_eq!(Code::from_u32(outcome.handle as u32), Some(Code::Ok));
-    let out = plugin.probes()[0].1 as u64;
+    let out = plugin.probes().expect("probes")[0].1 as u64;
     assert_eq!(out & 0xFFFF_FFFF, 1024, "result pointer written at 8");
     assert!(out >> 32 > 0, "result length written at 12");
 

@@ -44,7 +44,7 @@ fn config_marker_round_trips_and_call_numbers_count_up() {
     }
     // output_every = 5 in manifests/heartbeat.toml
     assert_eq!(outputs, ["beat 5 (call 5)", "beat 10 (call 10)"]);
-    let probes = plugin.probes();
+    let probes = plugin.probes().expect("probes");
     assert_eq!(
         probes,
         [
@@ -59,7 +59,10 @@ fn config_marker_round_trips_and_call_numbers_count_up() {
 fn empty_config_gives_the_plugin_its_defaults() {
     let (_host, mut plugin, _config) = heartbeat();
     plugin.init(&[]).unwrap();
-    assert_eq!(plugin.probes()[0], ("probe_config_marker".to_string(), 0));
+    assert_eq!(
+        plugin.probes().expect("probes")[0],
+        ("probe_config_marker".to_string(), 0)
+    );
 }
 
 #[test]
@@ -101,5 +104,8 @@ fn a_failed_instance_is_never_entered_again() {
     assert_eq!(plugin.step(&[]).unwrap_err(), fault);
     assert_eq!(plugin.shutdown().unwrap_err(), fault);
     assert_eq!(plugin.failure(), Some(&fault));
-    assert_eq!(plugin.probes(), [("probe_steps".to_string(), 2)]);
+    assert_eq!(
+        plugin.probes().expect("probes"),
+        [("probe_steps".to_string(), 2)]
+    );
 }

@@ -9,12 +9,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 use super::metrics_endpoint;
 
 /// Longest wait for HTTP requests in flight at shutdown, beyond the slowest call budget.
 const HTTP_GRACE: Duration = Duration::from_secs(10);
+
+/// Run events (outputs, errors) queued between the plugins and the printer,
+/// and the output bytes among them. Plugins never wait for room: past either
+/// bound an event is dropped and counted, so a plugin printing faster than
+/// the terminal reads costs the host at most this much.
+const RUN_EVENTS: usize = 256;
+const RUN_EVENT_BYTES: usize = 32 << 20;
+
+/// Bytes of one output printed; the rest is summarised by its length.
+const PRINTED_OUTPUT: usize = 4096;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -94,7 +103,7 @@ async fn run_async(args: RunArgs, extend: super::Extend<'_>) -> anyhow::Result<E
         .unwrap_or_default()
         + HTTP_GRACE;
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = crate::run_events(RUN_EVENTS, RUN_EVENT_BYTES);
     let options = RunOptions {
         max_steps: args.steps,
     };
@@ -133,15 +142,20 @@ async fn run_async(args: RunArgs, extend: super::Extend<'_>) -> anyhow::Result<E
         }
     };
     tokio::pin!(deadline);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Both listeners exist for the whole loop, so a signal that arrives while
+    // an output is being printed is kept, not lost between two `select!`s.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
+            biased;
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping plugins"); break }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping plugins"); break }
             event = rx.recv() => match event {
                 Some(event) => print_event(&event),
                 None => break, // every actor has ended
             },
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping plugins"); break }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping plugins"); break }
             _ = &mut deadline => { tracing::info!("duration reached: stopping plugins"); break }
         }
     }
@@ -162,7 +176,7 @@ async fn run_async(args: RunArgs, extend: super::Extend<'_>) -> anyhow::Result<E
             .collect::<Vec<_>>()
     })
     .await?;
-    while let Ok(event) = rx.try_recv() {
+    while let Some(event) = rx.try_recv() {
         print_event(&event);
     }
     print_summary(&summaries);
@@ -193,13 +207,29 @@ fn print_event(event: &RunEvent) {
     }
 }
 
-/// Output bytes as text when they are UTF-8 without control characters, else as hex.
+/// Output bytes as text when they are UTF-8 without control characters, else
+/// as hex; at most [`PRINTED_OUTPUT`] bytes of it, then the total length.
 fn render(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
+    let shown = &bytes[..bytes.len().min(PRINTED_OUTPUT)];
+    let mut text = match std::str::from_utf8(shown) {
         Ok(s) if !s.chars().any(|c| c.is_control() && c != '\t') => s.to_string(),
-        _ => format!("0x{}", crate::manifest::hex(bytes)),
+        _ => {
+            let mut hex = String::with_capacity(2 + 2 * shown.len());
+            hex.push_str("0x");
+            for b in shown {
+                hex.push(char::from(HEX[usize::from(b >> 4)]));
+                hex.push(char::from(HEX[usize::from(b & 15)]));
+            }
+            hex
+        }
+    };
+    if shown.len() < bytes.len() {
+        text.push_str(&format!(" … ({} bytes in all)", bytes.len()));
     }
+    text
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn print_summary(summaries: &[PluginSummary]) {
     println!("summary:");
@@ -217,6 +247,18 @@ fn print_summary(summaries: &[PluginSummary]) {
         println!(
             "  {}: {state}; steps={} outputs={} step_errors={}{probes}",
             s.name, s.steps, s.outputs, s.step_errors
+        );
+        let u = &s.usage;
+        println!(
+            "    usage: cpu={:.3}s memory={} host_bytes={} disk={} fuel={} log_lines_dropped={} containers={} events_dropped={}",
+            u.cpu.as_secs_f64(),
+            u.memory_bytes,
+            u.host_bytes,
+            u.disk_bytes,
+            u.fuel_consumed,
+            u.log_lines_dropped,
+            u.containers,
+            u.events_dropped
         );
     }
 }
