@@ -67,6 +67,21 @@ fn a_scrape_shows_steps_latency_errors_faults_restarts_mailbox_and_http_statuses
     );
     assert!(sample(&s, "pulp_step_duration_seconds_sum{plugin=\"echo\"}") > 0.0);
     assert_eq!(sample(&s, "pulp_mailbox_depth{plugin=\"echo\"}"), 0.0);
+    // What each plugin costs the host.
+    assert!(sample(&s, "pulp_cpu_seconds_total{plugin=\"echo\"}") > 0.0);
+    assert!(sample(&s, "pulp_memory_bytes{plugin=\"echo\"}") >= 65536.0);
+    assert_eq!(sample(&s, "pulp_host_bytes{plugin=\"echo\"}"), 0.0);
+    assert_eq!(sample(&s, "pulp_disk_bytes{plugin=\"echo\"}"), 0.0);
+    assert_eq!(sample(&s, "pulp_fuel_consumed_total{plugin=\"echo\"}"), 0.0);
+    assert_eq!(
+        sample(&s, "pulp_log_lines_dropped_total{plugin=\"heartbeat\"}"),
+        0.0
+    );
+    assert_eq!(sample(&s, "pulp_containers{plugin=\"echo\"}"), 0.0);
+    assert_eq!(
+        sample(&s, "pulp_run_events_dropped_total{plugin=\"heartbeat\"}"),
+        0.0
+    );
     // heartbeat ticks every 100 ms.
     assert!(sample(&s, "pulp_steps_total{plugin=\"heartbeat\"}") >= 4.0);
     assert_eq!(
