@@ -53,6 +53,7 @@
 //! assert_eq!(Math.imports()[0].signature(), "(i32, i32, i32, i32) -> i32");
 //! ```
 
+mod call_clock;
 mod capability;
 mod error;
 pub mod guest;
@@ -60,6 +61,7 @@ pub mod host_fn;
 mod state;
 mod usage;
 
+pub use call_clock::CallClock;
 pub use capability::{Capability, ImportSpec, ValKind};
 pub use error::{CapabilityError, HostError};
 pub use pulp_abi::Code;

@@ -1,7 +1,7 @@
 //! What the host knows about a plugin ([`PluginInfo`]) and the data of its
 //! wasmtime store ([`PluginState`]).
 
-use crate::{CapabilityError, PluginUsage};
+use crate::{CallClock, CapabilityError, PluginUsage};
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
@@ -134,7 +134,9 @@ pub struct PluginState {
     limiter: Box<dyn ResourceLimiter + Send>,
     wasi: WasiP1Ctx,
     slots: HashMap<TypeId, Box<dyn Any + Send>>,
-    call_deadline: Option<Instant>,
+    clock: Option<CallClock>,
+    /// Tick at which the running call started; `None` outside a call.
+    call_started: Option<u64>,
 }
 
 impl PluginState {
@@ -152,7 +154,8 @@ impl PluginState {
             limiter,
             wasi,
             slots: HashMap::new(),
-            call_deadline: None,
+            clock: None,
+            call_started: None,
         }
     }
 
@@ -174,14 +177,27 @@ impl PluginState {
     /// When the running `pulp_init` / `pulp_step` / `pulp_shutdown` must end:
     /// one absolute deadline for the guest code and every host call inside it.
     /// Slow host work (a SQL statement, a sleep) stops at this instant, never
-    /// at a budget of its own. `None` outside a call.
+    /// at a budget of its own. `None` outside a call (or before the host set
+    /// its clock), when a host call should use [`GuestLimits::call_budget`]
+    /// from now.
     pub fn call_deadline(&self) -> Option<Instant> {
-        self.call_deadline
+        let clock = self.clock?;
+        Some(clock.deadline(self.call_started?, self.info.limits.call_budget))
     }
 
-    /// Sets the running call's deadline (host only).
-    pub fn set_call_deadline(&mut self, deadline: Option<Instant>) {
-        self.call_deadline = deadline;
+    /// Sets the clock calls are timed with (host only).
+    pub fn set_call_clock(&mut self, clock: CallClock) {
+        self.clock = Some(clock);
+    }
+
+    /// Marks the start of a call (host only): one relaxed load, no clock read.
+    pub fn begin_call(&mut self) {
+        self.call_started = self.clock.map(|c| c.now());
+    }
+
+    /// Marks the end of a call (host only).
+    pub fn end_call(&mut self) {
+        self.call_started = None;
     }
 
     /// Records the instance's exports (host only).

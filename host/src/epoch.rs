@@ -5,7 +5,8 @@
 //! so an idle host wakes no thread at all. Entering a call costs one atomic
 //! increment and one load (plus an unpark when the timer is parked).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use pulp_ext::CallClock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use wasmtime::Engine;
@@ -20,6 +21,8 @@ struct Shared {
     /// seen by the timer or sees `parked` and unparks it.
     parked: AtomicBool,
     stop: AtomicBool,
+    /// Epochs the timer has advanced: the tick count of [`CallClock`].
+    ticks: AtomicU64,
 }
 
 /// Owns the timer thread; dropping it stops the thread.
@@ -49,6 +52,7 @@ impl EpochTimer {
             active: AtomicUsize::new(0),
             parked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
         }));
         let engine = engine.clone();
         let state = shared;
@@ -66,6 +70,7 @@ impl EpochTimer {
                 state.parked.store(false, Ordering::SeqCst);
                 thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
+                state.ticks.fetch_add(1, Ordering::Relaxed);
             })?;
         let clock = EpochClock {
             shared,
@@ -100,6 +105,11 @@ impl EpochClock {
             self.thread.unpark();
         }
         CallGuard(self.shared)
+    }
+
+    /// The timer's tick count as a [`CallClock`], for deadlines of host calls.
+    pub fn call_clock(&self) -> CallClock {
+        CallClock::new(&self.shared.ticks, EPOCH_TICK)
     }
 
     /// Epoch ticks that cover `budget` (at least one full tick more than asked).

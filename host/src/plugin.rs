@@ -15,7 +15,7 @@ use pulp_abi::{names, StepEnvelope};
 use pulp_ext::{guest::checked_range, EventSink, GuestExports, PluginState, PluginUsage};
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::{Instance, Memory, Store, TypedFunc, Val};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -83,6 +83,7 @@ impl Plugin {
         ));
         let mut state = PluginState::new(info.clone(), events, limiter, wasi);
         state.insert_slot(wasi_started);
+        state.set_call_clock(clock.call_clock());
         let mut store = Store::new(prepared.pre.module().engine(), state);
         store.limiter(|s| s.limiter_mut());
         store.epoch_deadline_trap();
@@ -237,10 +238,9 @@ impl Plugin {
         }
         let _running = self.clock.enter();
         self.store.set_epoch_deadline(self.budget_ticks);
-        let deadline = Instant::now() + self.prepared.manifest.limits.call_timeout;
-        self.store.data_mut().set_call_deadline(Some(deadline));
+        self.store.data_mut().begin_call();
         let result = call(self);
-        self.store.data_mut().set_call_deadline(None);
+        self.store.data_mut().end_call();
         if let Err(fault) = &result {
             self.failed = Some(fault.clone());
         }

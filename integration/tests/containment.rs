@@ -266,7 +266,7 @@ fn an_output_flood_to_a_slow_reader_keeps_memory_flat_and_sigint_stops_it() {
 }
 
 /// Grows memory by 10 pages and writes a 200 kB row at init; each step keeps
-/// the CPU busy for 60 ms (spinning on the WASI monotonic clock).
+/// the CPU busy for 100 ms of wall time (spinning on the WASI monotonic clock).
 const WORKER: &str = r#"(module
   (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
   (import "pulp" "sqlite_exec" (func $exec (param i32 i32 i32 i32 i32 i32) (result i32)))
@@ -285,7 +285,7 @@ const WORKER: &str = r#"(module
     (block $done
       (loop $spin
         (drop (call $now (i32.const 1) (i64.const 0) (i32.const 200)))
-        (br_if $done (i64.ge_u (i64.sub (i64.load (i32.const 200)) (local.get $start)) (i64.const 60000000)))
+        (br_if $done (i64.ge_u (i64.sub (i64.load (i32.const 200)) (local.get $start)) (i64.const 100000000)))
         (br $spin)))
     (i32.const 0))
   (func (export "pulp_shutdown") (result i32) (i32.const 0))
@@ -322,8 +322,9 @@ fn the_summary_charges_cpu_memory_disk_and_fuel_to_the_plugin() {
             .map(|v| v.trim_end_matches('s').parse().unwrap())
             .unwrap_or_else(|| panic!("no {name} in {usage}"))
     };
-    // 4 steps of 60 ms spinning, plus init.
-    assert!(field("cpu") >= 0.2, "{usage}");
+    // 4 steps spinning 100 ms of wall time each: the thread's CPU time, which
+    // a loaded machine may give only part of (the test runs beside builds).
+    assert!(field("cpu") >= 0.1, "{usage}");
     assert!(field("cpu") < 5.0, "{usage}");
     assert_eq!(
         field("memory") as u64,
