@@ -52,7 +52,7 @@ pub enum HostError {
     #[error("wasmtime engine: {0}")]
     Engine(String),
     /// The epoch timer thread could not start.
-    #[error("epoch timer thread: {0}")]
+    #[error("cannot start the epoch timer thread")]
     Timer(#[from] std::io::Error),
 }
 

@@ -45,8 +45,8 @@ fn a_scaffolded_http_and_sqlite_plugin_builds_and_serves() {
         &["--data-dir", data.to_str().unwrap()],
         &[&crate_dir.join("visits.toml")],
     );
-    wait_until_serving(pulp.addr, "/visits/hello");
-    let r = request(pulp.addr, "GET", "/visits/hello", &[], b"");
+    wait_until_serving(pulp.addr, "/visits");
+    let r = request(pulp.addr, "GET", "/visits", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     // The readiness probe was visit 1; ticks do not count.
     assert_eq!(r.text(), "hello #2");

@@ -47,16 +47,34 @@ type Extend<'a> = &'a dyn Fn(HostBuilder) -> HostBuilder;
 pub fn main(extend: impl Fn(HostBuilder) -> HostBuilder) -> ExitCode {
     let args = Cli::parse();
     if let Err(e) = telemetry::init(&args.log) {
-        eprintln!("pulp: {e:#}");
+        eprintln!("pulp: {}", error_line(&e));
         return ExitCode::from(2);
     }
     match dispatch(args, &extend) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pulp: {e:#}");
+            eprintln!("pulp: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose
+/// text the line already holds: an error that embeds its source in its own
+/// message (as `io::Error`-wrapping errors of other crates do) is said once.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,5 +202,21 @@ fn dispatch(cli: Cli, extend: Extend) -> anyhow::Result<ExitCode> {
         Command::Inspect { file } => {
             inspect::inspect(&host(default_dir(), &[], true, false, extend)?.0, &file)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read manifest: {0}")]
+    struct Embeds(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Embeds(io)).context("x.toml");
+        assert_eq!(error_line(&e), "x.toml: cannot read manifest: no such file");
     }
 }

@@ -95,7 +95,7 @@ fn manifest(name: &str, http: bool, sqlite: bool) -> String {
     );
     if http {
         out.push_str(&format!(
-            "\n[grants.\"transport.http.inbound\"]\nroutes = [\"GET /{name}/hello\"]\n"
+            "\n[grants.\"transport.http.inbound\"]\nroutes = [\"GET /{name}\"]\n"
         ));
     }
     out.push_str("\n[config]\ngreeting = \"hello\"\n");
@@ -119,9 +119,7 @@ fn lib_rs(name: &str, http: bool, sqlite: bool) -> String {
         );
     }
     if http {
-        init.push_str(&format!(
-            "        http::register(\"GET\", \"/{name}/hello\")?;\n"
-        ));
+        init.push_str(&format!("        http::register(\"GET\", \"/{name}\")?;\n"));
     }
     // What a step does: count (visits in SQLite, or steps) and answer or output.
     let count = if sqlite {

@@ -1,4 +1,5 @@
-//! Log set-up: `RUST_LOG` or `--log-level`, human or JSON lines, on stderr.
+//! Log set-up: `RUST_LOG` or `--log-level`, human or JSON lines, on stderr,
+//! coloured only on a terminal.
 
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -23,6 +24,15 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
+/// Colour only on a terminal, and never under `NO_COLOR` (any non-empty
+/// value, as no-color.org says): a log piped into a file, `systemd` or
+/// `docker logs` holds no escape codes.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 /// Installs the global subscriber.
 pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
@@ -31,6 +41,7 @@ pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour())
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Human => builder.try_init(),
