@@ -6,12 +6,14 @@
 //! - ticks never starve mailbox events;
 //! - a plugin returning 1 MiB outputs every millisecond to a slow reader
 //!   keeps the host's memory flat, drops (and counts) what the reader cannot
-//!   take, and SIGINT still stops it;
+//!   take, and SIGINT still stops it, while the echo plugin beside it
+//!   answers every request;
 //! - the run summary charges each plugin its CPU, memory, disk and fuel.
 
 use pulp_ext::{EventRejected, EventSink};
 use pulp_host::{FaultKind, Host, Plugin, PluginStatus, RunOptions};
-use pulp_integration::{pulp, ScratchPlugin};
+use pulp_integration::http_client::{free_addr, request, wait_until_serving};
+use pulp_integration::{manifest, plugin_wasm, pulp, ScratchPlugin};
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -207,7 +209,10 @@ const FLOOD: &str = r#"(module
 #[test]
 fn an_output_flood_to_a_slow_reader_keeps_memory_flat_and_sigint_stops_it() {
     let scratch = ScratchPlugin::wat("flood", FLOOD, "tick_ms = 1");
-    let mut child = spawn_pulp(&[scratch.arg()]);
+    plugin_wasm("echo");
+    let echo = manifest("echo");
+    let addr = free_addr().to_string();
+    let mut child = spawn_pulp(&["--http-addr", &addr, scratch.arg(), echo.to_str().unwrap()]);
     let mut stdout = child.stdout.take().unwrap();
     let fast = Arc::new(AtomicBool::new(false));
     let reader_fast = fast.clone();
@@ -225,12 +230,18 @@ fn an_output_flood_to_a_slow_reader_keeps_memory_flat_and_sigint_stops_it() {
             }
         }
     });
-    let mut peak = 0;
+    let addr = addr.parse().unwrap();
+    wait_until_serving(addr, "/echo/ready");
+    let (mut peak, mut served) = (0, 0);
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(3) {
         peak = peak.max(rss_kib(child.id()));
-        std::thread::sleep(Duration::from_millis(100));
+        let r = request(addr, "GET", "/echo/alive", &[], b"");
+        assert_eq!((r.status, r.text()), (200, "alive".to_string()));
+        served += 1;
+        std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(served >= 20, "echo answered only {served} requests");
     let asked = Instant::now();
     signal(&child, "-INT");
     fast.store(true, Ordering::Release);
