@@ -9,6 +9,7 @@ use crate::epoch::EpochClock;
 use crate::fault::classify;
 pub use crate::fault::{FaultKind, PluginFault};
 use crate::limiter::PluginLimiter;
+use crate::log_gate::LogGate;
 use crate::prepared::PreparedPlugin;
 use crate::wasi_log::GuestLog;
 use pulp_abi::{names, StepEnvelope};
@@ -72,9 +73,10 @@ impl Plugin {
             kind,
         };
         let wasi_started = crate::wasi_poll::MonotonicBase(std::time::Instant::now());
+        let log = LogGate::new(&info, prepared.manifest.limits.log);
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestLog::new(name.clone(), "stdout"))
-            .stderr(GuestLog::new(name.clone(), "stderr"))
+            .stdout(GuestLog::new(log.clone(), "stdout"))
+            .stderr(GuestLog::new(log.clone(), "stderr"))
             .build_p1();
         let limiter = Box::new(PluginLimiter::new(
             prepared.manifest.limits.memory_bytes,
@@ -82,6 +84,7 @@ impl Plugin {
         ));
         let mut state = PluginState::new(info.clone(), events, limiter, wasi);
         state.insert_slot(wasi_started);
+        state.insert_slot(log);
         let mut store = Store::new(prepared.pre.module().engine(), state);
         store.limiter(|s| s.limiter_mut());
         store.epoch_deadline_trap();

@@ -1,5 +1,8 @@
-//! Guest stdout/stderr (WASI fd 1 and 2) go to the host log, tagged with the plugin.
+//! Guest stdout/stderr (WASI fd 1 and 2) go to the host log, tagged with the
+//! plugin: each non-empty line of a write is one line through the instance's
+//! [`LogGate`], so it shares `log`'s rate limit, line cap and escaping.
 
+use crate::log_gate::{GuestLevel, LogGate};
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,23 +11,29 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-/// A WASI output stream that logs each write as one line at info level.
+/// A WASI output stream that logs each line of a write at info level.
 #[derive(Clone)]
 pub struct GuestLog {
-    plugin: Arc<str>,
+    gate: Arc<LogGate>,
     stream: &'static str,
 }
 
 impl GuestLog {
-    /// The stream named `stream` ("stdout" or "stderr") of `plugin`.
-    pub fn new(plugin: Arc<str>, stream: &'static str) -> Self {
-        GuestLog { plugin, stream }
+    /// The stream named `stream` ("stdout" or "stderr") of the instance `gate` belongs to.
+    pub fn new(gate: Arc<LogGate>, stream: &'static str) -> Self {
+        GuestLog { gate, stream }
     }
 
+    /// Splits on LF (a CR before it goes too); nothing is copied but the
+    /// kept prefix of each line.
     fn emit(&self, bytes: &[u8]) {
-        let text = String::from_utf8_lossy(bytes);
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            tracing::info!(target: "pulp::guest", plugin = %self.plugin, stream = self.stream, "{line}");
+        let lines = bytes.split(|b| *b == b'\n');
+        for line in lines.map(|l| l.strip_suffix(b"\r").unwrap_or(l)) {
+            if !line.is_empty() {
+                let kept = &line[..line.len().min(self.gate.line_bytes())];
+                self.gate
+                    .line(GuestLevel::Info, Some(self.stream), kept, line.len());
+            }
         }
     }
 }
