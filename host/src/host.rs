@@ -121,6 +121,13 @@ impl HostBuilder {
         self
     }
 
+    /// Uses `cache` for compiled modules: [`HostBuilder::module_cache`] with
+    /// its key file chosen ([`ModuleCache::key_file`]).
+    pub fn module_cache_with(mut self, cache: ModuleCache) -> Self {
+        self.module_cache = Some(cache);
+        self
+    }
+
     /// Reserves address space for `pooling.instances` instances up front, so
     /// instantiating (and restarting) a plugin takes a ready slot instead of
     /// mapping memory afresh. Each slot reserves about 4 GiB of virtual address
@@ -319,6 +326,7 @@ impl Host {
             Compiled::Cache(CacheOutcome::Rebuilt(path, why)) => {
                 format!("module: cache entry {} rebuilt ({why})", path.display())
             }
+            Compiled::Cache(CacheOutcome::Unused(why)) => format!("module: compiled; {why}"),
         }));
         if manifest.limits.fuel.is_some() && !self.fuel_metering {
             report.problems.push(
