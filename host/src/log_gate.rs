@@ -180,6 +180,14 @@ impl LogGate {
     }
 }
 
+impl Drop for LogGate {
+    /// An instance that ends without a release (it failed while starting)
+    /// still reports its drops.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// `text` with every character that could end, rewrite or disguise a log line
 /// written as an escape: `\n`, `\r`, `\t`, `\0`, other controls (ESC is
 /// `\u{1b}`), and the Unicode line/paragraph separators and direction marks.
