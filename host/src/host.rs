@@ -4,6 +4,7 @@ use crate::actor::{self, RunEvent, RunOptions, RunningPlugin};
 use crate::caps::{EntropyCapability, LoggingCapability};
 use crate::check::{check_plugin, CheckReport};
 use crate::epoch::{EpochClock, EpochTimer};
+use crate::log_gate::LogGate;
 use crate::manifest::{Manifest, ManifestError};
 use crate::module_cache::{CacheOutcome, ModuleCache};
 use crate::prepared::PreparedPlugin;
@@ -347,6 +348,7 @@ impl Host {
             }
         };
         Ok(PreparedPlugin {
+            log: LogGate::new(&info, manifest.limits.log),
             manifest,
             info,
             pre,

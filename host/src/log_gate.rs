@@ -3,10 +3,11 @@
 //! A plugin must not be able to flood the host log, nor write anything into it
 //! that reads as a line the host or another plugin wrote. So each line:
 //!
-//! - takes a token from the instance's bucket (`limits.log_lines_per_sec`,
-//!   refilled continuously, holding at most `limits.log_burst`); without one it
-//!   is dropped and counted in [`PluginUsage::log_dropped`], and one warning
-//!   says how many were dropped when logging resumes and when the instance ends;
+//! - takes a token from the plugin's bucket (`limits.log_lines_per_sec`,
+//!   refilled continuously, holding at most `limits.log_burst`; one bucket for
+//!   all the plugin's instances, so a restart does not refill it); without one
+//!   it is dropped and counted in [`PluginUsage::log_dropped`], and one warning
+//!   says how many were dropped when logging resumes and when an instance ends;
 //! - is cut at `limits.log_line_bytes` (the caller copies no more than that
 //!   from the guest) and marked with its full length;
 //! - has its control characters (CR, LF, ESC, NUL, ...) and the Unicode line
@@ -41,7 +42,8 @@ impl GuestLevel {
     }
 }
 
-/// One instance's log budget; shared by its `log` import and its WASI streams.
+/// One plugin's log budget; shared by the `log` import and the WASI streams of
+/// each of its instances.
 pub struct LogGate {
     plugin: Arc<str>,
     usage: Arc<PluginUsage>,
@@ -57,7 +59,7 @@ struct Bucket {
 }
 
 impl LogGate {
-    /// A full bucket for a new instance of `plugin`.
+    /// A full bucket for `plugin`.
     pub fn new(plugin: &PluginInfo, limits: LogLimits) -> Arc<LogGate> {
         Arc::new(LogGate {
             plugin: Arc::from(plugin.name.as_str()),
@@ -137,7 +139,7 @@ impl LogGate {
         }
     }
 
-    /// Reports lines dropped and not yet reported (the instance is ending).
+    /// Reports lines dropped and not yet reported (an instance is ending).
     pub fn flush(&self) {
         let dropped = std::mem::take(&mut self.lock().dropped);
         if dropped > 0 {
@@ -181,8 +183,8 @@ impl LogGate {
 }
 
 impl Drop for LogGate {
-    /// An instance that ends without a release (it failed while starting)
-    /// still reports its drops.
+    /// Drops after the last instance's release (one failed while starting)
+    /// are still reported.
     fn drop(&mut self) {
         self.flush();
     }

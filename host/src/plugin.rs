@@ -9,7 +9,6 @@ use crate::epoch::EpochClock;
 use crate::fault::classify;
 pub use crate::fault::{FaultKind, PluginFault};
 use crate::limiter::PluginLimiter;
-use crate::log_gate::LogGate;
 use crate::prepared::PreparedPlugin;
 use crate::wasi_log::GuestLog;
 use pulp_abi::{names, StepEnvelope};
@@ -73,7 +72,7 @@ impl Plugin {
             kind,
         };
         let wasi_started = crate::wasi_poll::MonotonicBase(std::time::Instant::now());
-        let log = LogGate::new(&info, prepared.manifest.limits.log);
+        let log = prepared.log.clone();
         let wasi = WasiCtxBuilder::new()
             .stdout(GuestLog::new(log.clone(), "stdout"))
             .stderr(GuestLog::new(log.clone(), "stderr"))

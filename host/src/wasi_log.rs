@@ -1,5 +1,5 @@
 //! Guest stdout/stderr (WASI fd 1 and 2) go to the host log, tagged with the
-//! plugin: each non-empty line of a write is one line through the instance's
+//! plugin: each non-empty line of a write is one line through the plugin's
 //! [`LogGate`], so it shares `log`'s rate limit, line cap and escaping.
 
 use crate::log_gate::{GuestLevel, LogGate};
@@ -19,7 +19,7 @@ pub struct GuestLog {
 }
 
 impl GuestLog {
-    /// The stream named `stream` ("stdout" or "stderr") of the instance `gate` belongs to.
+    /// The stream named `stream` ("stdout" or "stderr") of a plugin whose log budget is `gate`.
     pub fn new(gate: Arc<LogGate>, stream: &'static str) -> Self {
         GuestLog { gate, stream }
     }

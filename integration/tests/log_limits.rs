@@ -243,3 +243,50 @@ fn an_ungranted_import_called_10000_times_warns_once() {
         steps_of(line) * 10000
     );
 }
+
+#[test]
+fn a_restart_does_not_refill_the_bucket() {
+    // Each instance logs 1000 lines in its first step, then traps and is restarted.
+    let wat = format!(
+        r#"(module
+  (import "pulp" "log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "again")
+  (func (export "pulp_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "pulp_init") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "pulp_step") (param i32 i32) (result i32)
+    (local $n i32)
+    (loop $more
+      (drop (call $log (i32.const 2) (i32.const 0) (i32.const 5)))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $more (i32.lt_u (local.get $n) (i32.const {CALLS}))))
+    unreachable)
+  (func (export "pulp_shutdown") (result i32) (i32.const 0)))"#
+    );
+    let hostile = ScratchPlugin::wat(
+        "phoenix",
+        &wat,
+        "tick_ms = 10\n[restart]\npolicy = \"on-failure\"\nmax_restarts = 1000\nbackoff_ms = 1\nmax_backoff_ms = 1",
+    );
+    let (out, stderr, took) = beside_heartbeat(&hostile);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = summary_line(&stdout, "phoenix");
+    let restarts: u64 = line
+        .split("restarts=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(restarts >= 5, "{line}");
+    let admitted = stderr
+        .lines()
+        .filter(|l| l.contains("pulp::guest: again "))
+        .count() as u64;
+    // One bucket for every instance: a burst of 500, then 100 a second, however many restarts.
+    let most = 500 + 100 * (took.as_secs() + 1);
+    assert!(
+        (500..=most).contains(&admitted),
+        "{admitted} lines over {restarts} restarts in {took:?} (expected 500..={most})"
+    );
+    assert!(reported_drops(&stderr, "phoenix") >= restarts * CALLS - admitted);
+}

@@ -1,6 +1,6 @@
 //! `logging` (always bound): `log(level, msg_ptr, msg_len) -> code` into tracing.
 //!
-//! Each call is one line through the instance's [`LogGate`]: at most
+//! Each call is one line through the plugin's [`LogGate`]: at most
 //! `limits.log_line_bytes` of the message are copied from the guest, control
 //! characters are escaped, and a line over `limits.log_lines_per_sec` is
 //! dropped (the call returns 9, limit exceeded).
