@@ -156,10 +156,10 @@ fn a_log_flood_is_cut_escaped_rate_limited_and_counted() {
 #[test]
 fn stdout_lines_share_the_limit_and_are_escaped() {
     // 3000 lines in one write (WASI fd_write), each with an OSC escape and a
-    // CR. 16 bytes each: WASI hands the write over in 4 KiB pieces, and a line
-    // split across two pieces would be logged as two.
-    let one: &[u8] = b"ou\x1b]0;title\x07 x\r\n";
-    assert_eq!(one.len(), 16);
+    // CR. 18 bytes each: WASI hands the write over in 4 KiB pieces, so lines
+    // span pieces, and each must still be logged (and counted) as one.
+    let one: &[u8] = b"ou\x1b]0;title\x07 x.y\r\n";
+    assert_eq!(one.len(), 18);
     let written = one.repeat(3000);
     // The iovec at 0: {ptr: 256, len}.
     let iovec = [256u32.to_le_bytes(), (written.len() as u32).to_le_bytes()].concat();
@@ -192,7 +192,7 @@ fn stdout_lines_share_the_limit_and_are_escaped() {
         .filter(|l| l.contains("printer"))
         .collect();
     for line in &lines {
-        assert!(line.contains(": ou\\u{1b}]0;title\\u{7} x "), "{line}");
+        assert!(line.contains(": ou\\u{1b}]0;title\\u{7} x.y "), "{line}");
         assert!(
             line.contains("stream=\"stdout\"") || line.contains("stream=stdout"),
             "{line}"
