@@ -108,6 +108,24 @@ impl ImportSpec {
     }
 }
 
+/// Ungranted imports an instance has called (and been warned about).
+#[derive(Default)]
+struct StubsCalled(Vec<&'static str>);
+
+/// True the first time this instance calls the stub of `import`.
+fn first_call(state: &mut PluginState, import: &'static str) -> bool {
+    if state.slot::<StubsCalled>().is_none() {
+        state.insert_slot(StubsCalled::default());
+    }
+    match state.slot_mut::<StubsCalled>() {
+        Some(called) if !called.0.contains(&import) => {
+            called.0.push(import);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// A host capability: a named set of `pulp` imports plus the state behind them.
 ///
 /// Implementations must be cheap to share: one value serves every plugin of a
@@ -126,19 +144,23 @@ pub trait Capability: Send + Sync + 'static {
     fn link(&self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()>;
 
     /// Binds stand-ins for a plugin that imports these functions without declaring the
-    /// capability. The default binds every import to a function that returns 99.
+    /// capability. The default binds every import to a function that returns 99,
+    /// with a warning the first time each instance calls it (one line, not one
+    /// per call: a loop over an ungranted import must not flood the log).
     fn link_stub(&self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         for spec in self.imports() {
             let ty = spec.func_type(linker.engine());
             let name = spec.name;
             let capability = self.name().to_string();
-            linker.func_new(IMPORT_MODULE, name, ty, move |caller, _params, results| {
-                tracing::warn!(
-                    plugin = %caller.data().info().name,
-                    import = name,
-                    capability = %capability,
-                    "import called without the capability declared in the manifest"
-                );
+            linker.func_new(IMPORT_MODULE, name, ty, move |mut caller, _params, results| {
+                if first_call(caller.data_mut(), name) {
+                    tracing::warn!(
+                        plugin = %caller.data().info().name,
+                        import = name,
+                        capability = %capability,
+                        "import called without the capability declared in the manifest (returns 99; warned once per instance)"
+                    );
+                }
                 if let Some(slot) = results.first_mut() {
                     *slot = Val::I32(Code::NotGranted.as_u32() as i32);
                 }

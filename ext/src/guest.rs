@@ -49,6 +49,20 @@ pub fn read(
     ptr: u32,
     len: u32,
 ) -> Result<Vec<u8>, HostError> {
+    read_prefix(caller, ptr, len, len as usize)
+}
+
+/// Copies at most `max` bytes from the start of the `len` bytes at `ptr`.
+///
+/// The whole range is checked as [`read`] checks it (inside memory, `len` not
+/// over `max_buffer`), but only the prefix is copied: a host that keeps only
+/// the first `max` bytes (a log line) never copies a 16 MiB buffer to do so.
+pub fn read_prefix(
+    caller: &mut Caller<'_, PluginState>,
+    ptr: u32,
+    len: u32,
+    max: usize,
+) -> Result<Vec<u8>, HostError> {
     check_size(caller, len as usize)?;
     let guest = exports(caller, Code::MemoryReadOutOfRange)?;
     let data = guest.memory.data(&caller);
@@ -61,7 +75,8 @@ pub fn read(
             ),
         )
     })?;
-    Ok(data[range].to_vec())
+    let end = range.start + range.len().min(max);
+    Ok(data[range.start..end].to_vec())
 }
 
 /// Reads a UTF-8 string (lossily: invalid sequences become U+FFFD).

@@ -4,6 +4,7 @@ use crate::actor::{self, RunOptions, RunningPlugin};
 use crate::caps::{EntropyCapability, LoggingCapability};
 use crate::check::{check_plugin, CheckReport};
 use crate::epoch::{EpochClock, EpochTimer};
+use crate::log_gate::LogGate;
 use crate::manifest::{Manifest, ManifestError};
 use crate::module_cache::{CacheOutcome, ModuleCache};
 use crate::prepared::PreparedPlugin;
@@ -118,6 +119,13 @@ impl HostBuilder {
     /// after its first start (see [`ModuleCache`]). Off by default.
     pub fn module_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.module_cache = Some(ModuleCache::new(dir));
+        self
+    }
+
+    /// Uses `cache` for compiled modules: [`HostBuilder::module_cache`] with
+    /// its key file chosen ([`ModuleCache::key_file`]).
+    pub fn module_cache_with(mut self, cache: ModuleCache) -> Self {
+        self.module_cache = Some(cache);
         self
     }
 
@@ -319,6 +327,7 @@ impl Host {
             Compiled::Cache(CacheOutcome::Rebuilt(path, why)) => {
                 format!("module: cache entry {} rebuilt ({why})", path.display())
             }
+            Compiled::Cache(CacheOutcome::Unused(why)) => format!("module: compiled; {why}"),
         }));
         if manifest.limits.fuel.is_some() && !self.fuel_metering {
             report.problems.push(
@@ -339,6 +348,7 @@ impl Host {
             }
         };
         Ok(PreparedPlugin {
+            log: LogGate::new(&info, manifest.limits.log),
             manifest,
             info,
             pre,

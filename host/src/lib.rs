@@ -23,6 +23,7 @@ mod epoch;
 mod fault;
 mod host;
 pub mod limiter;
+mod log_gate;
 pub mod manifest;
 pub mod metrics;
 pub mod module_cache;

@@ -28,6 +28,42 @@ pub mod defaults {
     pub const MAILBOX: u32 = 1_024;
     /// Elements a table may hold.
     pub const TABLE_ELEMENTS: u32 = 100_000;
+    /// Guest log lines (`log` calls and stdout/stderr lines) per second, sustained.
+    pub const LOG_LINES_PER_SEC: u32 = 100;
+    /// Guest log lines allowed in a burst above the sustained rate.
+    pub const LOG_BURST: u32 = 500;
+    /// Longest guest log line, bytes; longer ones are cut and marked.
+    pub const LOG_LINE_BYTES: u32 = 4 * 1024;
+}
+
+/// The largest value each manifest key accepts. Each bounds something the host
+/// allocates or waits for on the plugin's behalf, and is far above any real
+/// need; a manifest over one is refused at load, naming the key.
+pub mod maxima {
+    /// `limits.memory_mb`: all a wasm32 memory can address.
+    pub const MEMORY_MB: u32 = 4096;
+    /// `limits.call_timeout_ms`: a stop waits for the running call, so this bounds it.
+    pub const CALL_TIMEOUT_MS: u64 = 60_000;
+    /// `limits.max_buffer_kb`: 1 GiB, the most the host copies in one piece.
+    pub const MAX_BUFFER_KB: u32 = 1024 * 1024;
+    /// `limits.mailbox`: the queue's slots are allocated up front.
+    pub const MAILBOX: u32 = 65_536;
+    /// `limits.table_elements`: tables (and the pooling allocator's slots) are sized by it.
+    pub const TABLE_ELEMENTS: u32 = 1_000_000;
+    /// `limits.fuel`: a million million instructions; the call timeout ends any call long before.
+    pub const FUEL: u64 = 1_000_000_000_000;
+    /// `limits.log_lines_per_sec`.
+    pub const LOG_LINES_PER_SEC: u32 = 10_000;
+    /// `limits.log_burst`.
+    pub const LOG_BURST: u32 = 100_000;
+    /// `limits.log_line_bytes`.
+    pub const LOG_LINE_BYTES: u32 = 64 * 1024;
+    /// `tick_ms`: one day.
+    pub const TICK_MS: u64 = 86_400_000;
+    /// Size of the wasm file the manifest names.
+    pub const WASM_BYTES: u64 = 256 * 1024 * 1024;
+    /// Size of a manifest file.
+    pub const MANIFEST_BYTES: u64 = 1024 * 1024;
 }
 
 /// A manifest that parsed and validated.
@@ -83,6 +119,29 @@ pub struct Limits {
     /// Fuel (wasm instructions, roughly) per guest call, for budgets that do not
     /// depend on machine speed; `None` = wall-clock budget only.
     pub fuel: Option<u64>,
+    /// Rate and size of the plugin's log lines.
+    pub log: LogLimits,
+}
+
+/// How much a plugin may write to the host log (`log` and WASI stdout/stderr together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Lines per second, sustained (`limits.log_lines_per_sec`).
+    pub lines_per_sec: u32,
+    /// Lines above the sustained rate allowed at once (`limits.log_burst`).
+    pub burst: u32,
+    /// Longest line, bytes (`limits.log_line_bytes`); longer lines are cut.
+    pub line_bytes: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            lines_per_sec: defaults::LOG_LINES_PER_SEC,
+            burst: defaults::LOG_BURST,
+            line_bytes: defaults::LOG_LINE_BYTES,
+        }
+    }
 }
 
 /// Why a manifest was refused.
@@ -156,6 +215,9 @@ struct RawLimits {
     mailbox: Option<Spanned<u32>>,
     fuel: Option<Spanned<u64>>,
     table_elements: Option<Spanned<u32>>,
+    log_lines_per_sec: Option<Spanned<u32>>,
+    log_burst: Option<Spanned<u32>>,
+    log_line_bytes: Option<Spanned<u32>>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -170,9 +232,16 @@ impl Manifest {
     /// Reads and validates the manifest at `path`. The wasm file is not touched
     /// here: [`Manifest::read_wasm`] reads and checks it, once, when it is needed.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        let read_error = |source| ManifestError::Read {
             file: path.to_path_buf(),
             source,
+        };
+        let bytes = read_regular_file(path, maxima::MANIFEST_BYTES).map_err(read_error)?;
+        let src = String::from_utf8(bytes).map_err(|e| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8: {e}"),
+            ))
         })?;
         Manifest::parse(path, &src)
     }
@@ -241,73 +310,70 @@ impl Manifest {
             }
         }
 
-        let tick = match raw.tick_ms {
-            Some(t) if *t.get_ref() == 0 => {
-                return Err(invalid(t.span(), "tick_ms", "must be at least 1".into()))
-            }
-            Some(t) => Duration::from_millis(*t.get_ref()),
-            None => DEFAULT_TICK,
-        };
+        let tick_ms = within(&raw.tick_ms, "tick_ms", 1, maxima::TICK_MS, &invalid)?;
+        let tick = tick_ms.map_or(DEFAULT_TICK, Duration::from_millis);
 
-        let positive = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
-            Some(v) if *v.get_ref() == 0 => {
-                Err(invalid(v.span(), key, "must be at least 1".into()))
-            }
-            Some(v) => Ok(*v.get_ref()),
-            None => Ok(default),
-        };
-        let memory_mb = positive(
-            &raw.limits.memory_mb,
+        let l = &raw.limits;
+        let memory_mb = within(
+            &l.memory_mb,
             "limits.memory_mb",
-            defaults::MEMORY_MB,
-        )?;
-        if memory_mb > 4096 {
-            let span = raw
-                .limits
-                .memory_mb
-                .as_ref()
-                .map(|v| v.span())
-                .unwrap_or(0..0);
-            return Err(invalid(
-                span,
-                "limits.memory_mb",
-                "wasm32 memory is at most 4096 MiB".into(),
-            ));
-        }
-        let max_buffer_kb = positive(
-            &raw.limits.max_buffer_kb,
+            1,
+            maxima::MEMORY_MB,
+            &invalid,
+        )?
+        .unwrap_or(defaults::MEMORY_MB);
+        let call_timeout_ms = within(
+            &l.call_timeout_ms,
+            "limits.call_timeout_ms",
+            1,
+            maxima::CALL_TIMEOUT_MS,
+            &invalid,
+        )?
+        .unwrap_or(defaults::CALL_TIMEOUT_MS);
+        let max_buffer_kb = within(
+            &l.max_buffer_kb,
             "limits.max_buffer_kb",
-            defaults::MAX_BUFFER_KB,
-        )?;
-        if max_buffer_kb > 4 * 1024 * 1024 - 1 {
-            let span = raw
-                .limits
-                .max_buffer_kb
-                .as_ref()
-                .map(|v| v.span())
-                .unwrap_or(0..0);
-            return Err(invalid(
-                span,
-                "limits.max_buffer_kb",
-                "must be under 4 GiB".into(),
-            ));
-        }
-        let mailbox = positive(&raw.limits.mailbox, "limits.mailbox", defaults::MAILBOX)?;
-        let table_elements = positive(
-            &raw.limits.table_elements,
+            1,
+            maxima::MAX_BUFFER_KB,
+            &invalid,
+        )?
+        .unwrap_or(defaults::MAX_BUFFER_KB);
+        let mailbox = within(&l.mailbox, "limits.mailbox", 1, maxima::MAILBOX, &invalid)?
+            .unwrap_or(defaults::MAILBOX);
+        let table_elements = within(
+            &l.table_elements,
             "limits.table_elements",
-            defaults::TABLE_ELEMENTS,
-        )?;
-        let call_timeout_ms = match &raw.limits.call_timeout_ms {
-            Some(v) if *v.get_ref() == 0 => {
-                return Err(invalid(
-                    v.span(),
-                    "limits.call_timeout_ms",
-                    "must be at least 1".into(),
-                ))
-            }
-            Some(v) => *v.get_ref(),
-            None => defaults::CALL_TIMEOUT_MS,
+            1,
+            maxima::TABLE_ELEMENTS,
+            &invalid,
+        )?
+        .unwrap_or(defaults::TABLE_ELEMENTS);
+        let fuel = within(&l.fuel, "limits.fuel", 1, maxima::FUEL, &invalid)?;
+        let log = LogLimits {
+            lines_per_sec: within(
+                &l.log_lines_per_sec,
+                "limits.log_lines_per_sec",
+                1,
+                maxima::LOG_LINES_PER_SEC,
+                &invalid,
+            )?
+            .unwrap_or(defaults::LOG_LINES_PER_SEC),
+            burst: within(
+                &l.log_burst,
+                "limits.log_burst",
+                1,
+                maxima::LOG_BURST,
+                &invalid,
+            )?
+            .unwrap_or(defaults::LOG_BURST),
+            line_bytes: within(
+                &l.log_line_bytes,
+                "limits.log_line_bytes",
+                64,
+                maxima::LOG_LINE_BYTES,
+                &invalid,
+            )?
+            .unwrap_or(defaults::LOG_LINE_BYTES),
         };
 
         let restart = match raw.restart {
@@ -318,17 +384,6 @@ impl Manifest {
                     .map_err(|(key, message)| invalid(span, key, message))?
             }
             None => RestartPolicy::default(),
-        };
-        let fuel = match &raw.limits.fuel {
-            Some(v) if *v.get_ref() == 0 => {
-                return Err(invalid(
-                    v.span(),
-                    "limits.fuel",
-                    "must be at least 1".into(),
-                ))
-            }
-            Some(v) => Some(*v.get_ref()),
-            None => None,
         };
         let config = config_to_msgpack(&raw.config);
         Ok(Manifest {
@@ -351,6 +406,7 @@ impl Manifest {
                 mailbox: mailbox as usize,
                 table_elements: table_elements as usize,
                 fuel,
+                log,
             },
             restart,
             grants: raw.grants,
@@ -365,7 +421,8 @@ impl Manifest {
             wasm: self.wasm.clone(),
             message,
         };
-        let bytes = std::fs::read(&self.wasm).map_err(|e| err(format!("cannot read: {e}")))?;
+        let bytes = read_regular_file(&self.wasm, maxima::WASM_BYTES)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
         if !bytes.starts_with(b"\0asm") {
             return Err(err(
                 "not a WebAssembly module (no \\0asm magic number)".into()
@@ -380,6 +437,93 @@ impl Manifest {
             }
         }
         Ok(bytes)
+    }
+}
+
+/// A number of the manifest within `min..=max`, or the error naming its key.
+fn within<T: Copy + PartialOrd + std::fmt::Display>(
+    value: &Option<Spanned<T>>,
+    key: &str,
+    min: T,
+    max: T,
+    invalid: &dyn Fn(std::ops::Range<usize>, &str, String) -> ManifestError,
+) -> Result<Option<T>, ManifestError> {
+    match value {
+        Some(v) if *v.get_ref() < min => Err(invalid(
+            v.span(),
+            key,
+            format!("{} is below the minimum {min}", v.get_ref()),
+        )),
+        Some(v) if *v.get_ref() > max => Err(invalid(
+            v.span(),
+            key,
+            format!("{} is over the maximum {max}", v.get_ref()),
+        )),
+        Some(v) => Ok(Some(*v.get_ref())),
+        None => Ok(None),
+    }
+}
+
+/// The content of the regular file at `path`, at most `max` bytes.
+///
+/// Opened without blocking (`O_NONBLOCK`, so a FIFO without a writer does not
+/// hang the host) and checked with `fstat` on the open file (so it cannot be
+/// swapped after the check): a FIFO, device (`/dev/zero`), socket or directory
+/// is refused before a byte is read, and no more than `max + 1` bytes are ever
+/// read, however the file grows meanwhile.
+fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("not a regular file ({})", file_kind(&meta.file_type())),
+        ));
+    }
+    let over = || {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than the {max}-byte limit"),
+        )
+    };
+    if meta.len() > max {
+        return Err(over());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(over());
+    }
+    Ok(bytes)
+}
+
+/// What a non-regular file is, for the error that refuses it.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
     }
 }
 
@@ -488,5 +632,159 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sha256 mismatch"));
+    }
+
+    #[test]
+    fn values_the_host_would_allocate_or_wait_for_are_bounded_naming_the_key() {
+        for (line, key, message) in [
+            (
+                "[limits]\nmailbox = 4294967295",
+                "limits.mailbox",
+                "4294967295 is over the maximum 65536",
+            ),
+            (
+                "[limits]\nmailbox = 0",
+                "limits.mailbox",
+                "0 is below the minimum 1",
+            ),
+            (
+                "[limits]\ntable_elements = 4294967295",
+                "limits.table_elements",
+                "over the maximum 1000000",
+            ),
+            (
+                "[limits]\nmemory_mb = 4097",
+                "limits.memory_mb",
+                "over the maximum 4096",
+            ),
+            (
+                "[limits]\nmax_buffer_kb = 1048577",
+                "limits.max_buffer_kb",
+                "over the maximum 1048576",
+            ),
+            (
+                "[limits]\ncall_timeout_ms = 60001",
+                "limits.call_timeout_ms",
+                "over the maximum 60000",
+            ),
+            (
+                "[limits]\ncall_timeout_ms = 0",
+                "limits.call_timeout_ms",
+                "below the minimum 1",
+            ),
+            (
+                "[limits]\nfuel = 1000000000001",
+                "limits.fuel",
+                "over the maximum 1000000000000",
+            ),
+            ("[limits]\nfuel = 0", "limits.fuel", "below the minimum 1"),
+            (
+                "[limits]\nlog_lines_per_sec = 0",
+                "limits.log_lines_per_sec",
+                "below the minimum 1",
+            ),
+            (
+                "[limits]\nlog_lines_per_sec = 10001",
+                "limits.log_lines_per_sec",
+                "over the maximum 10000",
+            ),
+            (
+                "[limits]\nlog_burst = 100001",
+                "limits.log_burst",
+                "over the maximum 100000",
+            ),
+            (
+                "[limits]\nlog_line_bytes = 63",
+                "limits.log_line_bytes",
+                "below the minimum 64",
+            ),
+            (
+                "[limits]\nlog_line_bytes = 65537",
+                "limits.log_line_bytes",
+                "over the maximum 65536",
+            ),
+            ("tick_ms = 86400001", "tick_ms", "over the maximum 86400000"),
+            (
+                "[restart]\npolicy = \"on-failure\"\nbackoff_ms = 0",
+                "restart.backoff_ms",
+                "not within 1..=60000",
+            ),
+            (
+                "[restart]\npolicy = \"on-failure\"\nmax_restarts = 4294967295",
+                "restart.max_restarts",
+                "over the maximum 1200",
+            ),
+        ] {
+            let err = parse(&format!("name = \"a\"\nversion = \"1\"\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("key `{key}`")), "{line}: {err}");
+            assert!(err.contains(message), "{line}: {err}");
+        }
+        let most = parse(
+            "name=\"a\"\nversion=\"1\"\n[limits]\nmailbox=65536\ntable_elements=1000000\nmemory_mb=4096\ncall_timeout_ms=60000\nlog_line_bytes=64",
+        )
+        .unwrap();
+        assert_eq!(most.limits.mailbox, 65_536);
+        assert_eq!(most.limits.log.line_bytes, 64);
+        assert_eq!(
+            parse("name=\"a\"\nversion=\"1\"").unwrap().limits.log,
+            LogLimits {
+                lines_per_sec: 100,
+                burst: 500,
+                line_bytes: 4096
+            }
+        );
+    }
+
+    /// A manifest whose `wasm` is `target`, in a fresh directory.
+    fn naming(target: &Path) -> (tempfile::TempDir, Manifest) {
+        let dir = tempfile::tempdir().unwrap();
+        let src = format!(
+            "name=\"a\"\nversion=\"1\"\nwasm={:?}",
+            target.to_str().unwrap()
+        );
+        let m = Manifest::parse(&dir.path().join("p.toml"), &src).unwrap();
+        (dir, m)
+    }
+
+    #[test]
+    fn wasm_that_is_not_a_bounded_regular_file_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.wasm");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let huge = dir.path().join("huge.wasm");
+        // Sparse: one byte over the cap costs no disk.
+        let f = std::fs::File::create(&huge).unwrap();
+        f.set_len(maxima::WASM_BYTES + 1).unwrap();
+        let started = std::time::Instant::now();
+        for (target, message) in [
+            (fifo.as_path(), "not a regular file (a FIFO)"),
+            (
+                Path::new("/dev/zero"),
+                "not a regular file (a character device)",
+            ),
+            (dir.path(), "not a regular file (a directory)"),
+            (huge.as_path(), "larger than the 268435456-byte limit"),
+        ] {
+            let (_d, m) = naming(target);
+            let err = m.read_wasm().unwrap_err().to_string();
+            assert!(err.contains("key `wasm`") && err.contains(message), "{err}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // The manifest file itself is read the same way.
+        let err = Manifest::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not a regular file (a character device)"),
+            "{err}"
+        );
+        let err = Manifest::load(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file (a FIFO)"), "{err}");
     }
 }

@@ -72,9 +72,10 @@ impl Plugin {
             kind,
         };
         let wasi_started = crate::wasi_poll::MonotonicBase(std::time::Instant::now());
+        let log = prepared.log.clone();
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestLog::new(name.clone(), "stdout"))
-            .stderr(GuestLog::new(name.clone(), "stderr"))
+            .stdout(GuestLog::new(log.clone(), "stdout"))
+            .stderr(GuestLog::new(log.clone(), "stderr"))
             .build_p1();
         let limiter = Box::new(PluginLimiter::new(
             prepared.manifest.limits.memory_bytes,
@@ -84,6 +85,7 @@ impl Plugin {
         let mut state = PluginState::new(info.clone(), events, limiter, wasi);
         state.insert_slot(wasi_started);
         state.set_call_clock(clock.call_clock());
+        state.insert_slot(log);
         let mut store = Store::new(prepared.pre.module().engine(), state);
         store.limiter(|s| s.limiter_mut());
         store.epoch_deadline_trap();

@@ -1,6 +1,7 @@
 //! A plugin that passed its checks: compiled, linked, ready to instantiate.
 
 use crate::check::CheckReport;
+use crate::log_gate::LogGate;
 use crate::manifest::Manifest;
 use crate::registry::Registered;
 use pulp_ext::{PluginInfo, PluginState};
@@ -22,4 +23,6 @@ pub struct PreparedPlugin {
     pub report: CheckReport,
     /// The engine meters fuel: every store needs fuel before it runs.
     pub fuel_metering: bool,
+    /// The plugin's log budget, shared by all its instances: a restart does not refill it.
+    pub(crate) log: Arc<LogGate>,
 }

@@ -5,10 +5,26 @@
 //! after a backoff that doubles with each restart, and gives up after
 //! `max_restarts` restarts within `window_secs`. Its mailbox and HTTP routes
 //! survive the restart.
+//!
+//! The policy is bounded at load so a manifest cannot turn a failing plugin
+//! into a hot loop: `backoff_ms` is at least [`MIN_BACKOFF_MS`], and
+//! `max_restarts` at most [`MAX_RESTARTS_PER_SEC`] per second of `window_secs`.
 
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// The shortest `backoff_ms`: a restart never follows a failure at once.
+pub const MIN_BACKOFF_MS: u64 = 1;
+/// The longest `backoff_ms` (one minute).
+pub const MAX_BACKOFF_MS: u64 = 60_000;
+/// The longest `max_backoff_ms` (one hour).
+pub const MAX_MAX_BACKOFF_MS: u64 = 3_600_000;
+/// The longest `window_secs` (one day).
+pub const MAX_WINDOW_SECS: u64 = 86_400;
+/// `max_restarts` may be at most this many times `window_secs`: restarts
+/// average at most this many a second over the window, whatever the backoff.
+pub const MAX_RESTARTS_PER_SEC: u64 = 20;
 
 /// `[restart]` with defaults filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,24 +78,52 @@ impl RawRestart {
                 ))
             }
         };
-        let policy = RestartPolicy {
-            on_failure,
-            max_restarts: self.max_restarts.unwrap_or(d.max_restarts),
-            window: self.window_secs.map_or(d.window, Duration::from_secs),
-            backoff: self.backoff_ms.map_or(d.backoff, Duration::from_millis),
-            max_backoff: self
-                .max_backoff_ms
-                .map_or(d.max_backoff, Duration::from_millis),
-        };
-        if policy.window.is_zero() {
-            return Err(("restart.window_secs", "must be at least 1".into()));
+        let window_secs = self.window_secs.unwrap_or(d.window.as_secs());
+        if !(1..=MAX_WINDOW_SECS).contains(&window_secs) {
+            return Err((
+                "restart.window_secs",
+                format!("{window_secs} is not within 1..={MAX_WINDOW_SECS}"),
+            ));
         }
-        if policy.max_backoff < policy.backoff {
+        let backoff_ms = self.backoff_ms.unwrap_or(d.backoff.as_millis() as u64);
+        if !(MIN_BACKOFF_MS..=MAX_BACKOFF_MS).contains(&backoff_ms) {
+            return Err((
+                "restart.backoff_ms",
+                format!("{backoff_ms} is not within {MIN_BACKOFF_MS}..={MAX_BACKOFF_MS}"),
+            ));
+        }
+        let max_backoff_ms = self
+            .max_backoff_ms
+            .unwrap_or(d.max_backoff.as_millis() as u64);
+        if max_backoff_ms > MAX_MAX_BACKOFF_MS {
+            return Err((
+                "restart.max_backoff_ms",
+                format!("{max_backoff_ms} is over the maximum {MAX_MAX_BACKOFF_MS}"),
+            ));
+        }
+        if max_backoff_ms < backoff_ms {
             return Err((
                 "restart.max_backoff_ms",
                 "must not be below backoff_ms".into(),
             ));
         }
+        let max_restarts = self.max_restarts.unwrap_or(d.max_restarts);
+        let most = MAX_RESTARTS_PER_SEC * window_secs;
+        if u64::from(max_restarts) > most {
+            return Err((
+                "restart.max_restarts",
+                format!(
+                    "{max_restarts} is over the maximum {most} ({MAX_RESTARTS_PER_SEC} a second of window_secs = {window_secs})"
+                ),
+            ));
+        }
+        let policy = RestartPolicy {
+            on_failure,
+            max_restarts,
+            window: Duration::from_secs(window_secs),
+            backoff: Duration::from_millis(backoff_ms),
+            max_backoff: Duration::from_millis(max_backoff_ms),
+        };
         Ok(policy)
     }
 }
@@ -136,6 +180,69 @@ mod tests {
             max_restarts,
             ..RestartPolicy::default()
         }
+    }
+
+    fn resolve(toml: &str) -> Result<RestartPolicy, (&'static str, String)> {
+        toml::from_str::<RawRestart>(&format!("policy = \"on-failure\"\n{toml}"))
+            .unwrap()
+            .resolve()
+    }
+
+    #[test]
+    fn hot_loops_are_refused_naming_the_key() {
+        for (toml, key, message) in [
+            (
+                "backoff_ms = 0",
+                "restart.backoff_ms",
+                "0 is not within 1..=60000",
+            ),
+            (
+                "backoff_ms = 60001",
+                "restart.backoff_ms",
+                "60001 is not within",
+            ),
+            (
+                "max_restarts = 4294967295",
+                "restart.max_restarts",
+                "over the maximum 1200 (20 a second of window_secs = 60)",
+            ),
+            (
+                "max_restarts = 21\nwindow_secs = 1",
+                "restart.max_restarts",
+                "over the maximum 20",
+            ),
+            (
+                "window_secs = 0",
+                "restart.window_secs",
+                "0 is not within 1..=86400",
+            ),
+            (
+                "window_secs = 86401",
+                "restart.window_secs",
+                "86401 is not within",
+            ),
+            (
+                "max_backoff_ms = 3600001",
+                "restart.max_backoff_ms",
+                "over the maximum 3600000",
+            ),
+            (
+                "backoff_ms = 50\nmax_backoff_ms = 10",
+                "restart.max_backoff_ms",
+                "below backoff_ms",
+            ),
+        ] {
+            let (got, why) = resolve(toml).unwrap_err();
+            assert_eq!(got, key, "{toml}");
+            assert!(why.contains(message), "{toml}: {why}");
+        }
+        let edge =
+            resolve("backoff_ms = 1\nmax_backoff_ms = 1\nmax_restarts = 20\nwindow_secs = 1")
+                .unwrap();
+        assert_eq!(
+            (edge.max_restarts, edge.backoff),
+            (20, Duration::from_millis(1))
+        );
     }
 
     #[test]

@@ -1,7 +1,14 @@
 //! `logging` (always bound): `log(level, msg_ptr, msg_len) -> code` into tracing.
+//!
+//! Each call is one line through the plugin's [`LogGate`]: at most
+//! `limits.log_line_bytes` of the message are copied from the guest, control
+//! characters are escaped, and a line over `limits.log_lines_per_sec` is
+//! dropped (the call returns 9, limit exceeded).
 
+use crate::log_gate::{GuestLevel, LogGate};
 use pulp_abi::names::IMPORT_MODULE;
-use pulp_ext::{guest, host_fn, Capability, ImportSpec, PluginState, ValKind};
+use pulp_ext::{guest, host_fn, Capability, HostError, ImportSpec, PluginState, ValKind};
+use std::sync::Arc;
 use wasmtime::{Caller, Linker};
 
 /// Guest log lines, with the plugin's name as a field. Levels: 0 trace,
@@ -32,19 +39,41 @@ impl Capability for LoggingCapability {
             IMPORT_MODULE,
             "log",
             |mut caller: Caller<'_, PluginState>, level: u32, ptr: u32, len: u32| {
-                let result = guest::read_str(&mut caller, ptr, len).map(|msg| {
-                    let plugin = caller.data().info().name.as_str();
-                    match level {
-                        0 => tracing::trace!(target: "pulp::guest", plugin, "{msg}"),
-                        1 => tracing::debug!(target: "pulp::guest", plugin, "{msg}"),
-                        2 => tracing::info!(target: "pulp::guest", plugin, "{msg}"),
-                        3 => tracing::warn!(target: "pulp::guest", plugin, "{msg}"),
-                        _ => tracing::error!(target: "pulp::guest", plugin, "{msg}"),
-                    }
-                });
+                let result = log(&mut caller, level, ptr, len);
                 host_fn::finish(&caller, "log", result)
             },
         )?;
         Ok(())
     }
+
+    fn release(&self, state: &mut PluginState) {
+        if let Some(gate) = state.slot::<Arc<LogGate>>() {
+            gate.flush();
+        }
+    }
+}
+
+fn log(
+    caller: &mut Caller<'_, PluginState>,
+    level: u32,
+    ptr: u32,
+    len: u32,
+) -> Result<(), HostError> {
+    let gate = caller
+        .data()
+        .slot::<Arc<LogGate>>()
+        .cloned()
+        .ok_or_else(|| HostError::failed("no log gate for this instance"))?;
+    // Check the range first (nothing copied), so a bad pointer is reported
+    // whatever the rate, and a dropped line costs no copy.
+    guest::read_prefix(caller, ptr, len, 0)?;
+    if !gate.admit() {
+        return Err(HostError::code(
+            pulp_ext::Code::LimitExceeded,
+            "line dropped: over limits.log_lines_per_sec",
+        ));
+    }
+    let kept = guest::read_prefix(caller, ptr, len, gate.line_bytes())?;
+    gate.write(GuestLevel::from_code(level), None, &kept, len as usize);
+    Ok(())
 }
