@@ -1,28 +1,35 @@
 //! The hyper 1.x listener: turns requests into `http.request` events and
 //! waits for the owning plugin's `http_respond`.
+//!
+//! A request goes through four phases, each able to answer on its own:
+//! route (404/405/503), read (431/413/408/400: the request must fit the
+//! plugin's buffer), dispatch (503 when the mailbox is full or closed) and
+//! answer (the plugin's response, 503 or 504).
 
+use super::deadline_stream::{ConnActivity, DeadlineStream, ServiceGuard};
+use super::listener::ListenerSettings;
 use super::routes::{parse_query, Lookup};
-use super::{PendingReply, Shared};
+use super::{PendingReply, RoutePlugin, Shared};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use pulp_abi::http::{HttpRequest, REQUEST_EVENT};
-use pulp_abi::StepEvent;
-use pulp_ext::EventRejected;
+use pulp_abi::{StepEvent, ENVELOPE_HEADER_LEN};
+use pulp_ext::{EventRejected, PluginUsage};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// A running listener.
@@ -33,11 +40,15 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub(super) async fn start(shared: Arc<Shared>, addr: &str) -> std::io::Result<HttpServer> {
+    pub(super) async fn start(
+        shared: Arc<Shared>,
+        addr: &str,
+        limits: ListenerSettings,
+    ) -> std::io::Result<HttpServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, shared, stopped));
+        let task = tokio::spawn(accept_loop(listener, shared, Arc::new(limits), stopped));
         tracing::info!("http listening on {addr}");
         Ok(HttpServer {
             addr,
@@ -60,28 +71,47 @@ impl HttpServer {
     }
 }
 
+/// Accepts connections while fewer than `max_connections` are open: past the
+/// cap, new clients wait in the kernel's backlog (no descriptor, no memory
+/// here) until a connection closes.
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    limits: Arc<ListenerSettings>,
     mut stopped: oneshot::Receiver<Duration>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let mut warned_full = false;
     let grace = loop {
+        // One warning per time the cap is reached.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                warned_full = false;
+                permit
+            }
+            Err(_) => {
+                if !warned_full {
+                    tracing::warn!(
+                        "http: {} connections open (over --http-max-connections = {}): new ones wait",
+                        limits.max_connections,
+                        limits.max_connections
+                    );
+                    warned_full = true;
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break Duration::ZERO,
+                    },
+                    grace = &mut stopped => break grace.unwrap_or(Duration::ZERO),
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    let service = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(counted(req, shared).await) }
-                    });
-                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!("http connection: {e}");
-                        }
-                    });
+                    serve_connection(stream, &shared, &limits, &graceful, permit);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -104,6 +134,46 @@ async fn accept_loop(
     }
 }
 
+/// Serves one connection on its own task; `permit` is its slot under the cap.
+fn serve_connection(
+    stream: TcpStream,
+    shared: &Arc<Shared>,
+    limits: &Arc<ListenerSettings>,
+    graceful: &GracefulShutdown,
+    permit: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(ConnActivity::default());
+    let io = DeadlineStream::new(
+        stream,
+        activity.clone(),
+        limits.header_timeout(),
+        limits.idle_timeout(),
+    );
+    let (shared, service_limits) = (shared.clone(), limits.clone());
+    let service = service_fn(move |req| {
+        let guard = ServiceGuard::new(&activity);
+        let (shared, limits) = (shared.clone(), service_limits.clone());
+        async move {
+            let response = counted(req, shared, &limits).await;
+            drop(guard);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let conn = http1::Builder::new()
+        .max_headers(limits.max_headers as usize)
+        .max_header_size(limits.max_header_bytes())
+        // The head deadline is DeadlineStream's; hyper's would also cut idle keep-alives.
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(io), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("http connection: {e}");
+        }
+        drop(permit);
+    });
+}
+
 fn plain(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(message.into() + "\n")));
     *response.status_mut() = status;
@@ -114,11 +184,14 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>
     response
 }
 
-/// Removes its request from the pending table when dropped: after a response,
-/// a 504, or a client that hung up (hyper drops the handler's future).
+/// Removes its request from the pending table, and gives back the bytes
+/// charged to the plugin for it, when dropped: after a response, a 504, or a
+/// client that hung up (hyper drops the handler's future).
 struct PendingGuard {
     shared: Arc<Shared>,
     id: u64,
+    usage: Arc<PluginUsage>,
+    held: usize,
 }
 
 impl Drop for PendingGuard {
@@ -126,13 +199,20 @@ impl Drop for PendingGuard {
         if let Ok(mut pending) = self.shared.pending.lock() {
             pending.remove(&self.id);
         }
+        self.usage.release(self.held);
     }
 }
 
 /// Handles a request and counts its response by plugin and status.
-async fn counted(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Full<Bytes>> {
+async fn counted(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    limits: &ListenerSettings,
+) -> Response<Full<Bytes>> {
     let mut matched = None;
-    let response = handle(req, &shared, &mut matched).await;
+    let response = match handle(req, &shared, limits, &mut matched).await {
+        Ok(response) | Err(response) => response,
+    };
     if let Ok(mut counts) = shared.responses.lock() {
         let plugin = matched.unwrap_or_else(|| "-".to_string());
         *counts
@@ -142,28 +222,46 @@ async fn counted(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Full<B
     response
 }
 
+/// An answer the host gives by itself, ending the request early.
+type Refusal = Response<Full<Bytes>>;
+
 /// Serves one request; `matched` is set to the plugin whose route matched.
 async fn handle(
     req: Request<Incoming>,
     shared: &Arc<Shared>,
+    limits: &ListenerSettings,
     matched: &mut Option<String>,
-) -> Response<Full<Bytes>> {
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let (plugin, params) = route(&req, shared, matched)?;
+    let (id, event) = read(req, shared, &plugin, params, limits).await?;
+    let replied = dispatch(shared, &plugin, id, event)?;
+    Ok(answer(&plugin, replied).await)
+}
+
+/// Finds the plugin serving the request, or answers 404/405/503.
+fn route(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    matched: &mut Option<String>,
+) -> Result<(Arc<RoutePlugin>, BTreeMap<String, String>), Refusal> {
     let method = req.method().as_str().to_ascii_uppercase();
-    let path = req.uri().path().to_string();
+    let path = req.uri().path();
     let lookup = match shared.routes.read() {
-        Ok(table) => table.lookup(&method, &path),
-        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "route table unavailable"),
+        Ok(table) => table.lookup(&method, path),
+        Err(_) => {
+            return Err(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "route table unavailable",
+            ))
+        }
     };
     let (plugin_name, params) = match lookup {
-        Lookup::Found { plugin, params } => {
-            *matched = Some(plugin.clone());
-            (plugin, params)
-        }
+        Lookup::Found { plugin, params } => (plugin, params),
         Lookup::NotFound => {
-            return plain(
+            return Err(plain(
                 StatusCode::NOT_FOUND,
                 format!("no route for {method} {path}"),
-            )
+            ))
         }
         Lookup::MethodNotAllowed(allow) => {
             let mut response = plain(
@@ -173,42 +271,48 @@ async fn handle(
             if let Ok(value) = HeaderValue::from_str(&allow) {
                 response.headers_mut().insert(ALLOW, value);
             }
-            return response;
+            return Err(response);
         }
     };
+    *matched = Some(plugin_name.clone());
     let Some(plugin) = shared
         .plugins
         .read()
         .ok()
         .and_then(|p| p.get(&plugin_name).cloned())
     else {
-        return plain(
+        return Err(plain(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("plugin `{plugin_name}` is not serving"),
-        );
+        ));
     };
     if !plugin.available.load(Ordering::Acquire) {
-        return plain(
+        return Err(plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("plugin `{plugin_name}` is not running"),
-        );
+            format!("plugin `{}` is not running", plugin.name),
+        ));
     }
+    Ok((plugin, params))
+}
 
-    let max_body = plugin.max_body();
-    let declared_len = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|n| n > max_body as u64) {
-        return plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is over {max_body} bytes"),
-        );
-    }
-    let query = parse_query(req.uri().query());
+/// Bytes a MessagePack `bin` header adds beyond the two of an empty body.
+const BIN_HEADER_GROWTH: usize = 3;
+
+/// Reads the request into its `http.request` event, refusing before the body
+/// is read a head that cannot fit the plugin's buffer (431) or a declared body
+/// over the limits (413), and stopping a body that is too large (413) or too
+/// slow (408, `--http-body-timeout-ms`).
+async fn read(
+    req: Request<Incoming>,
+    shared: &Shared,
+    plugin: &RoutePlugin,
+    params: BTreeMap<String, String>,
+    limits: &ListenerSettings,
+) -> Result<(u64, Vec<u8>), Refusal> {
+    let body_deadline = tokio::time::Instant::now() + limits.body_timeout();
+    let (parts, body) = req.into_parts();
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in req.headers() {
+    for (name, value) in &parts.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         headers
             .entry(name.as_str().to_string())
@@ -218,105 +322,183 @@ async fn handle(
             })
             .or_insert(value);
     }
-    let body = match Limited::new(req.into_body(), max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is over {max_body} bytes"),
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut request = HttpRequest {
+        id,
+        method: parts.method.as_str().to_ascii_uppercase(),
+        path: parts.uri.path().to_string(),
+        params,
+        query: parse_query(parts.uri.query()),
+        headers,
+        body: Vec::new(),
+    };
+    // The envelope the plugin gets must fit its buffer (else it would fault).
+    let room = plugin.max_buffer.saturating_sub(ENVELOPE_HEADER_LEN);
+    let head_len = encode(&request)?.len();
+    if head_len > room {
+        return Err(plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request headers, path and query take {head_len} bytes as an event: over the plugin's limits.max_buffer_kb = {}",
+                plugin.max_buffer / 1024
+            ),
+        ));
+    }
+    let body_room = room - head_len;
+    let body_room = body_room.saturating_sub(BIN_HEADER_GROWTH);
+    let max_body = plugin.max_body();
+    let too_large = |len: u64| {
+        let what = if len > max_body as u64 {
+            format!("over max_body_kb = {}", plugin.settings.max_body_kb)
+        } else {
+            format!(
+                "with the headers, over the plugin's limits.max_buffer_kb = {}",
+                plugin.max_buffer / 1024
             )
+        };
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body of {len} bytes or more is {what}"),
+        )
+    };
+    let limit = max_body.min(body_room);
+    let declared_len = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared_len.filter(|n| *n > limit as u64) {
+        return Err(closing(too_large(len)));
+    }
+    let collected = tokio::time::timeout_at(body_deadline, Limited::new(body, limit).collect());
+    request.body = match collected.await {
+        Ok(Ok(collected)) => collected.to_bytes().to_vec(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(closing(too_large(limit as u64 + 1)))
         }
-        Err(e) => {
-            return plain(
+        Ok(Err(e)) => {
+            return Err(closing(plain(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the request body: {e}"),
-            )
+            )))
+        }
+        Err(_) => {
+            return Err(closing(plain(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within --http-body-timeout-ms = {}",
+                    limits.body_timeout_ms
+                ),
+            )))
         }
     };
+    let event = encode(&request)?;
+    if event.len() > room {
+        return Err(closing(too_large(request.body.len() as u64)));
+    }
+    Ok((id, event))
+}
 
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-    let request = HttpRequest {
-        id,
-        method,
-        path,
-        params,
-        query,
-        headers,
-        body: body.to_vec(),
-    };
-    let event = match (StepEvent {
+/// Marks a refusal that leaves an unread body: the connection closes after it.
+fn closing(mut response: Refusal) -> Refusal {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn encode(request: &HttpRequest) -> Result<Vec<u8>, Refusal> {
+    StepEvent {
         kind: REQUEST_EVENT.to_string(),
         payload: request,
-    })
+    }
     .encode()
-    {
-        Ok(event) => event,
-        Err(e) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("could not encode the request: {e}"),
-            )
-        }
-    };
+    .map_err(|e| {
+        plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the request: {e}"),
+        )
+    })
+}
+
+/// A request handed to its plugin, waiting for `http_respond`.
+struct Dispatched {
+    replied: oneshot::Receiver<pulp_abi::http::HttpResponse>,
+    _guard: PendingGuard,
+}
+
+/// Records the request as pending (charging its bytes to the plugin) and
+/// puts its event in the plugin's mailbox, or answers 503.
+fn dispatch(
+    shared: &Arc<Shared>,
+    plugin: &RoutePlugin,
+    id: u64,
+    event: Vec<u8>,
+) -> Result<Dispatched, Refusal> {
     let (reply, replied) = oneshot::channel();
     match shared.pending.lock() {
         Ok(mut pending) => pending.insert(
             id,
             PendingReply {
-                plugin: plugin_name.clone(),
+                plugin: plugin.name.clone(),
                 reply,
             },
         ),
         Err(_) => {
-            return plain(
+            return Err(plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "pending table unavailable",
-            )
+            ))
         }
     };
-    let _guard = PendingGuard {
+    plugin.usage.hold(event.len());
+    let guard = PendingGuard {
         shared: shared.clone(),
         id,
+        usage: plugin.usage.clone(),
+        held: event.len(),
     };
     let sink = match plugin.sink.read() {
         Ok(sink) => sink.clone(),
         Err(_) => {
-            return plain(
+            return Err(plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "plugin mailbox unavailable",
-            )
+            ))
         }
     };
     match sink.push(event) {
-        Ok(()) => {}
+        Ok(()) => Ok(Dispatched {
+            replied,
+            _guard: guard,
+        }),
         Err(EventRejected::Full) => {
             let mut response = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("plugin `{plugin_name}` is busy"),
+                format!("plugin `{}` is busy", plugin.name),
             );
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            Err(response)
         }
-        Err(EventRejected::Closed) => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("plugin `{plugin_name}` is not running"),
-            )
-        }
+        Err(EventRejected::Closed) => Err(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("plugin `{}` is not running", plugin.name),
+        )),
     }
-    match tokio::time::timeout(plugin.timeout(), replied).await {
+}
+
+/// Waits for the plugin's answer until its `timeout_ms` (then 504).
+async fn answer(plugin: &RoutePlugin, dispatched: Dispatched) -> Response<Full<Bytes>> {
+    match tokio::time::timeout(plugin.timeout(), dispatched.replied).await {
         Ok(Ok(answer)) => {
             let mut response = Response::new(Full::new(Bytes::from(answer.body)));
             *response.status_mut() =
                 StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             for (name, value) in answer.headers {
-                // Validated by http_respond already.
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(&value),
-                ) {
+                // Checked by http_respond already; a header failing now is left out.
+                if let Ok((name, value)) = super::response_headers::check(&name, &value) {
                     response.headers_mut().append(name, value);
                 }
             }
@@ -324,13 +506,13 @@ async fn handle(
         }
         Ok(Err(_)) => plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("plugin `{plugin_name}` stopped before responding"),
+            format!("plugin `{}` stopped before responding", plugin.name),
         ),
         Err(_) => plain(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "plugin `{plugin_name}` did not respond within {} ms",
-                plugin.settings.timeout_ms
+                "plugin `{}` did not respond within {} ms",
+                plugin.name, plugin.settings.timeout_ms
             ),
         ),
     }
