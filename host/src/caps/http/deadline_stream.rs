@@ -37,6 +37,13 @@ pub(super) struct ConnActivity {
 /// Held by the service while it handles one request.
 pub(super) struct ServiceGuard(Arc<ConnActivity>);
 
+impl ConnActivity {
+    /// True while a request of the connection is being served.
+    pub(super) fn serving(&self) -> bool {
+        self.in_service.load(Ordering::Acquire) > 0
+    }
+}
+
 impl ServiceGuard {
     pub(super) fn new(activity: &Arc<ConnActivity>) -> Self {
         activity.in_service.fetch_add(1, Ordering::AcqRel);
@@ -91,7 +98,7 @@ impl<S> DeadlineStream<S> {
     /// Follows the service: serving → no deadline; a request done → idle.
     fn sync(&mut self) {
         let served = self.activity.served.load(Ordering::Acquire);
-        if self.activity.in_service.load(Ordering::Acquire) > 0 {
+        if self.activity.serving() {
             self.phase = Phase::Service;
         } else if self.phase == Phase::Service || served != self.seen_served {
             self.seen_served = served;

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// A running listener.
@@ -81,6 +81,7 @@ async fn accept_loop(
     mut stopped: oneshot::Receiver<Duration>,
 ) {
     let graceful = GracefulShutdown::new();
+    let (stopping, stop_seen) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let mut warned_full = false;
     let grace = loop {
@@ -111,7 +112,8 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    serve_connection(stream, &shared, &limits, &graceful, permit);
+                    let watched = Watched { graceful: &graceful, stopping: stop_seen.clone() };
+                    serve_connection(stream, &shared, &limits, watched, permit);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -123,6 +125,7 @@ async fn accept_loop(
         }
     };
     drop(listener);
+    let _ = stopping.send(true);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -134,15 +137,24 @@ async fn accept_loop(
     }
 }
 
+/// How a connection learns that the listener is stopping.
+struct Watched<'a> {
+    /// Lets a request being served finish (hyper's graceful shutdown).
+    graceful: &'a GracefulShutdown,
+    /// Becomes true when stopping: a connection between requests closes at once.
+    stopping: watch::Receiver<bool>,
+}
+
 /// Serves one connection on its own task; `permit` is its slot under the cap.
 fn serve_connection(
     stream: TcpStream,
     shared: &Arc<Shared>,
     limits: &Arc<ListenerSettings>,
-    graceful: &GracefulShutdown,
+    watched: Watched<'_>,
     permit: OwnedSemaphorePermit,
 ) {
     let activity = Arc::new(ConnActivity::default());
+    let conn_activity = activity.clone();
     let io = DeadlineStream::new(
         stream,
         activity.clone(),
@@ -165,9 +177,19 @@ fn serve_connection(
         // The head deadline is DeadlineStream's; hyper's would also cut idle keep-alives.
         .header_read_timeout(None)
         .serve_connection(TokioIo::new(io), service);
-    let conn = graceful.watch(conn);
+    let conn = watched.graceful.watch(conn);
+    let mut stopping = watched.stopping;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            _ = stopping.changed() => match conn_activity.serving() {
+                true => conn.await,
+                // Idle, or a head still arriving: nothing to finish, so no grace to wait for.
+                false => Ok(()),
+            },
+        };
+        if let Err(e) = ended {
             tracing::debug!("http connection: {e}");
         }
         drop(permit);
