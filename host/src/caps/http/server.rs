@@ -71,6 +71,9 @@ impl HttpServer {
     }
 }
 
+/// hyper's smallest allowed read buffer.
+const MIN_READ_BUFFER: usize = 8192;
+
 /// Accepts connections while fewer than `max_connections` are open: past the
 /// cap, new clients wait in the kernel's backlog (no descriptor, no memory
 /// here) until a connection closes.
@@ -174,6 +177,9 @@ fn serve_connection(
     let conn = http1::Builder::new()
         .max_headers(limits.max_headers as usize)
         .max_header_size(limits.max_header_bytes())
+        // hyper's read buffer (400 KiB by default) holds a head, or pipelined
+        // bytes while a request is served: a head's worth is enough.
+        .max_buf_size(limits.max_header_bytes().max(MIN_READ_BUFFER))
         // The head deadline is DeadlineStream's; hyper's would also cut idle keep-alives.
         .header_read_timeout(None)
         .serve_connection(TokioIo::new(io), service);
@@ -233,7 +239,8 @@ async fn counted(
 ) -> Response<Full<Bytes>> {
     let mut matched = None;
     let response = match handle(req, &shared, limits, &mut matched).await {
-        Ok(response) | Err(response) => response,
+        Ok(response) => response,
+        Err(refusal) => *refusal,
     };
     if let Ok(mut counts) = shared.responses.lock() {
         let plugin = matched.unwrap_or_else(|| "-".to_string());
@@ -244,8 +251,13 @@ async fn counted(
     response
 }
 
-/// An answer the host gives by itself, ending the request early.
-type Refusal = Response<Full<Bytes>>;
+/// An answer the host gives by itself, ending the request early (boxed: it
+/// is the rare path, and keeps each phase's `Result` small).
+type Refusal = Box<Response<Full<Bytes>>>;
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Box::new(plain(status, message))
+}
 
 /// Serves one request; `matched` is set to the plugin whose route matched.
 async fn handle(
@@ -271,7 +283,7 @@ fn route(
     let lookup = match shared.routes.read() {
         Ok(table) => table.lookup(&method, path),
         Err(_) => {
-            return Err(plain(
+            return Err(refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "route table unavailable",
             ))
@@ -280,7 +292,7 @@ fn route(
     let (plugin_name, params) = match lookup {
         Lookup::Found { plugin, params } => (plugin, params),
         Lookup::NotFound => {
-            return Err(plain(
+            return Err(refuse(
                 StatusCode::NOT_FOUND,
                 format!("no route for {method} {path}"),
             ))
@@ -293,7 +305,7 @@ fn route(
             if let Ok(value) = HeaderValue::from_str(&allow) {
                 response.headers_mut().insert(ALLOW, value);
             }
-            return Err(response);
+            return Err(Box::new(response));
         }
     };
     *matched = Some(plugin_name.clone());
@@ -303,13 +315,13 @@ fn route(
         .ok()
         .and_then(|p| p.get(&plugin_name).cloned())
     else {
-        return Err(plain(
+        return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("plugin `{plugin_name}` is not serving"),
         ));
     };
     if !plugin.available.load(Ordering::Acquire) {
-        return Err(plain(
+        return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("plugin `{}` is not running", plugin.name),
         ));
@@ -358,13 +370,13 @@ async fn read(
     let room = plugin.max_buffer.saturating_sub(ENVELOPE_HEADER_LEN);
     let head_len = encode(&request)?.len();
     if head_len > room {
-        return Err(plain(
+        return Err(closing(refuse(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!(
                 "request headers, path and query take {head_len} bytes as an event: over the plugin's limits.max_buffer_kb = {}",
                 plugin.max_buffer / 1024
             ),
-        ));
+        )));
     }
     let body_room = room - head_len;
     let body_room = body_room.saturating_sub(BIN_HEADER_GROWTH);
@@ -378,7 +390,7 @@ async fn read(
                 plugin.max_buffer / 1024
             )
         };
-        plain(
+        refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body of {len} bytes or more is {what}"),
         )
@@ -399,13 +411,13 @@ async fn read(
             return Err(closing(too_large(limit as u64 + 1)))
         }
         Ok(Err(e)) => {
-            return Err(closing(plain(
+            return Err(closing(refuse(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the request body: {e}"),
             )))
         }
         Err(_) => {
-            return Err(closing(plain(
+            return Err(closing(refuse(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "request body not received within --http-body-timeout-ms = {}",
@@ -436,7 +448,7 @@ fn encode(request: &HttpRequest) -> Result<Vec<u8>, Refusal> {
     }
     .encode()
     .map_err(|e| {
-        plain(
+        refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("could not encode the request: {e}"),
         )
@@ -467,7 +479,7 @@ fn dispatch(
             },
         ),
         Err(_) => {
-            return Err(plain(
+            return Err(refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "pending table unavailable",
             ))
@@ -483,7 +495,7 @@ fn dispatch(
     let sink = match plugin.sink.read() {
         Ok(sink) => sink.clone(),
         Err(_) => {
-            return Err(plain(
+            return Err(refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "plugin mailbox unavailable",
             ))
@@ -502,9 +514,9 @@ fn dispatch(
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            Err(response)
+            Err(Box::new(response))
         }
-        Err(EventRejected::Closed) => Err(plain(
+        Err(EventRejected::Closed) => Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("plugin `{}` is not running", plugin.name),
         )),
