@@ -97,8 +97,7 @@ async fn accept_loop(
             Err(_) => {
                 if !warned_full {
                     tracing::warn!(
-                        "http: {} connections open (over --http-max-connections = {}): new ones wait",
-                        limits.max_connections,
+                        "http: --http-max-connections = {} reached: new connections wait in the backlog",
                         limits.max_connections
                     );
                     warned_full = true;
@@ -345,27 +344,8 @@ async fn read(
 ) -> Result<(u64, Vec<u8>), Refusal> {
     let body_deadline = tokio::time::Instant::now() + limits.body_timeout();
     let (parts, body) = req.into_parts();
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_string())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-    let mut request = HttpRequest {
-        id,
-        method: parts.method.as_str().to_ascii_uppercase(),
-        path: parts.uri.path().to_string(),
-        params,
-        query: parse_query(parts.uri.query()),
-        headers,
-        body: Vec::new(),
-    };
+    let mut request = request_head(&parts, id, params);
     // The envelope the plugin gets must fit its buffer (else it would fault).
     let room = plugin.max_buffer.saturating_sub(ENVELOPE_HEADER_LEN);
     let head_len = encode(&request)?.len();
@@ -378,59 +358,103 @@ async fn read(
             ),
         )));
     }
-    let body_room = room - head_len;
-    let body_room = body_room.saturating_sub(BIN_HEADER_GROWTH);
-    let max_body = plugin.max_body();
-    let too_large = |len: u64| {
-        let what = if len > max_body as u64 {
-            format!("over max_body_kb = {}", plugin.settings.max_body_kb)
-        } else {
-            format!(
-                "with the headers, over the plugin's limits.max_buffer_kb = {}",
-                plugin.max_buffer / 1024
-            )
-        };
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body of {len} bytes or more is {what}"),
-        )
-    };
-    let limit = max_body.min(body_room);
+    let body_room = (room - head_len).saturating_sub(BIN_HEADER_GROWTH);
+    let limit = plugin.max_body().min(body_room);
     let declared_len = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = declared_len.filter(|n| *n > limit as u64) {
-        return Err(closing(too_large(len)));
+        return Err(too_large(
+            plugin,
+            format!("{len} bytes"),
+            len > plugin.max_body() as u64,
+        ));
     }
-    let collected = tokio::time::timeout_at(body_deadline, Limited::new(body, limit).collect());
-    request.body = match collected.await {
-        Ok(Ok(collected)) => collected.to_bytes().to_vec(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(closing(too_large(limit as u64 + 1)))
-        }
-        Ok(Err(e)) => {
-            return Err(closing(refuse(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {e}"),
-            )))
-        }
-        Err(_) => {
-            return Err(closing(refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request body not received within --http-body-timeout-ms = {}",
-                    limits.body_timeout_ms
-                ),
-            )))
-        }
-    };
+    request.body = read_body(body, plugin, limit, body_deadline, limits).await?;
     let event = encode(&request)?;
     if event.len() > room {
-        return Err(closing(too_large(request.body.len() as u64)));
+        return Err(too_large(
+            plugin,
+            format!("{} bytes", request.body.len()),
+            false,
+        ));
     }
     Ok((id, event))
+}
+
+/// The request without its body; header names lower-case, repeats joined by `, `.
+fn request_head(
+    parts: &hyper::http::request::Parts,
+    id: u64,
+    params: BTreeMap<String, String>,
+) -> HttpRequest {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    HttpRequest {
+        id,
+        method: parts.method.as_str().to_ascii_uppercase(),
+        path: parts.uri.path().to_string(),
+        params,
+        query: parse_query(parts.uri.query()),
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// Collects at most `limit` bytes of body by `deadline`.
+async fn read_body(
+    body: Incoming,
+    plugin: &RoutePlugin,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    limits: &ListenerSettings,
+) -> Result<Vec<u8>, Refusal> {
+    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(
+            plugin,
+            format!("more than {limit} bytes"),
+            limit == plugin.max_body(),
+        )),
+        Ok(Err(e)) => Err(closing(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {e}"),
+        ))),
+        Err(_) => Err(closing(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within --http-body-timeout-ms = {}",
+                limits.body_timeout_ms
+            ),
+        ))),
+    }
+}
+
+/// 413 for a body of `size` (as far as known): over `max_body_kb` when
+/// `over_body`, else too large for the plugin's buffer with the request's head.
+fn too_large(plugin: &RoutePlugin, size: String, over_body: bool) -> Refusal {
+    let what = match over_body {
+        true => format!("over max_body_kb = {}", plugin.settings.max_body_kb),
+        false => format!(
+            "with the headers, over the plugin's limits.max_buffer_kb = {}",
+            plugin.max_buffer / 1024
+        ),
+    };
+    closing(refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("a request body of {size} is {what}"),
+    ))
 }
 
 /// Marks a refusal that leaves an unread body: the connection closes after it.
