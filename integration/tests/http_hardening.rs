@@ -286,29 +286,44 @@ fn connections_over_the_cap_wait_and_are_served_once_others_close() {
 }
 
 #[test]
-fn an_idle_keep_alive_connection_closes_at_the_idle_timeout_not_before() {
-    // The head deadline is long here, so only the idle timeout can close it.
+fn idle_keep_alive_connections_close_at_the_idle_timeout_not_before() {
+    // The head deadline is long here, so only the idle timeout can close them.
     let pulp = start(&[("--http-header-timeout-ms", "20000".into())], &[]);
     under_attack(pulp, true, |pulp| {
-        let mut conn = RawConn::connect(pulp.addr);
-        for word in ["one", "two"] {
-            conn.send(format!("GET /echo/{word} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .unwrap();
-            let reply = conn.read_response(Duration::from_secs(2)).unwrap();
-            assert_eq!(reply.text(), word);
-            // Well within the idle timeout: the connection is reused.
-            std::thread::sleep(Duration::from_millis(IDLE_TIMEOUT_MS / 3));
+        // Several at once: the deadline must hold however hyper's polls interleave.
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = pulp.addr;
+                std::thread::spawn(move || {
+                    let mut conn = RawConn::connect(addr);
+                    for word in ["one", "two"] {
+                        let word = format!("{word}{i}");
+                        conn.send(
+                            format!("GET /echo/{word} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+                        )
+                        .unwrap();
+                        let reply = conn.read_response(Duration::from_secs(2)).unwrap();
+                        assert_eq!(reply.text(), word);
+                        // Well within the idle timeout: the connection is reused.
+                        std::thread::sleep(Duration::from_millis(IDLE_TIMEOUT_MS / 3));
+                    }
+                    let t = Instant::now();
+                    let closed = conn.closed_within(Duration::from_secs(3));
+                    (
+                        closed,
+                        t.elapsed() + Duration::from_millis(IDLE_TIMEOUT_MS / 3),
+                    )
+                })
+            })
+            .collect();
+        for client in clients {
+            let (closed, idle) = client.join().unwrap();
+            assert!(closed, "idle keep-alive kept open for {idle:?}");
+            assert!(
+                idle >= Duration::from_millis(IDLE_TIMEOUT_MS - 100),
+                "closed after {idle:?} idle"
+            );
         }
-        let t = Instant::now();
-        assert!(
-            conn.closed_within(Duration::from_secs(3)),
-            "idle keep-alive kept open"
-        );
-        let total = t.elapsed() + Duration::from_millis(IDLE_TIMEOUT_MS / 3);
-        assert!(
-            total >= Duration::from_millis(IDLE_TIMEOUT_MS - 100),
-            "closed after {total:?}"
-        );
     });
 }
 

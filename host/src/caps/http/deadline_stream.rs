@@ -115,9 +115,26 @@ impl<S> DeadlineStream<S> {
         self.deadline.as_mut().reset(Instant::now() + after);
     }
 
-    /// True once the current deadline has passed (registering the waker otherwise).
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.phase != Phase::Service && self.deadline.as_mut().poll(cx).is_ready()
+    /// Ends every poll: registers the task with the current deadline (which
+    /// this very poll may have moved: hyper need not poll again before it
+    /// passes), and turns a wait past it into `TimedOut`.
+    fn finish<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let expired = self.phase != Phase::Service && self.deadline.as_mut().poll(cx).is_ready();
+        match result {
+            Poll::Pending if expired => Poll::Ready(Err(self.timed_out())),
+            other => other,
+        }
+    }
+
+    /// Writing progress between requests restarts the idle deadline.
+    fn wrote(&mut self, result: &Poll<io::Result<usize>>) {
+        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) && self.phase == Phase::Idle {
+            self.arm(Phase::Idle);
+        }
     }
 
     fn timed_out(&self) -> io::Error {
@@ -141,16 +158,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for DeadlineStream<S> {
         let this = &mut *self;
         this.sync();
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && this.phase == Phase::Idle {
-                    this.arm(Phase::Head);
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.timed_out())),
-            other => other,
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before && this.phase == Phase::Idle {
+            this.arm(Phase::Head);
         }
+        this.finish(cx, result)
     }
 }
 
@@ -162,16 +174,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeadlineStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.sync();
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 && this.phase == Phase::Idle {
-                    this.arm(Phase::Idle);
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.timed_out())),
-            other => other,
-        }
+        let result = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.wrote(&result);
+        this.finish(cx, result)
     }
 
     fn poll_write_vectored(
@@ -181,16 +186,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeadlineStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.sync();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 && this.phase == Phase::Idle {
-                    this.arm(Phase::Idle);
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.timed_out())),
-            other => other,
-        }
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(&result);
+        this.finish(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -199,10 +197,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeadlineStream<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.timed_out())),
-            other => other,
-        }
+        this.sync();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.finish(cx, result)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
