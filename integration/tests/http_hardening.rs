@@ -10,7 +10,7 @@
 use pulp_abi::http::{HttpResponse, HttpRoute};
 use pulp_integration::http_client::{runtime, send, wait_until_serving, RawConn};
 use pulp_integration::{
-    example_manifest, manifest, plugin_wasm, text, wat_data, RunningPulp, ScratchPlugin,
+    example_manifest, manifest, plugin_wasm, run_pulp, text, wat_data, RunningPulp, ScratchPlugin,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -632,4 +632,62 @@ fn routes_match_paths_by_case_refuse_control_characters_and_stop_at_max_routes()
     let all = text(&out);
     assert!(!all.contains("FORGED"), "{all}");
     assert!(!all.contains("failed ("), "{all}");
+}
+
+#[test]
+fn bad_limits_are_refused_naming_the_key_or_flag() {
+    plugin_wasm("echo");
+    let dir = tempfile::tempdir().unwrap();
+    let grant = |name: &str, grants: &str| {
+        example_manifest(
+            dir.path(),
+            name,
+            "echo",
+            &format!("capabilities = [\"transport.http.inbound\"]\n[grants.\"transport.http.inbound\"]\n{grants}"),
+        )
+    };
+    for (manifest, expected) in [
+        (
+            grant("zero", "max_routes = 0"),
+            "max_routes = 0 is not 1..=1024",
+        ),
+        (
+            grant(
+                "three",
+                "max_routes = 2\nroutes = [\"GET /a\", \"GET /b\", \"GET /c\"]",
+            ),
+            "routes lists 3 routes: over max_routes = 2",
+        ),
+        (
+            grant("crlf", "routes = [\"GET /a\\r\\nb\"]"),
+            "route \"GET /a\\r\\nb\" must be \"METHOD /path\"",
+        ),
+        (
+            grant("del", "routes = [\"GET /a\\u007f\"]"),
+            "holds '\\u{7f}'",
+        ),
+        (grant("nul", "routes = [\"GET /a\\u0000\"]"), "holds '\\0'"),
+    ] {
+        let out = run_pulp(&["check", manifest.to_str().unwrap()]);
+        assert!(
+            !out.status.success() && text(&out).contains(expected),
+            "{expected}: {}",
+            text(&out)
+        );
+    }
+    let ok = run_pulp(&["check", manifest("echo").to_str().unwrap()]);
+    assert!(text(&ok).contains("at most 64 routes"), "{}", text(&ok));
+
+    for flag in [
+        "--http-max-connections",
+        "--http-header-timeout-ms",
+        "--http-max-header-kb",
+    ] {
+        let out = run_pulp(&["run", flag, "0", manifest("echo").to_str().unwrap()]);
+        assert!(
+            !out.status.success() && text(&out).contains(flag),
+            "{flag}: {}",
+            text(&out)
+        );
+    }
 }
