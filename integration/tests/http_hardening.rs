@@ -328,6 +328,46 @@ fn idle_keep_alive_connections_close_at_the_idle_timeout_not_before() {
 }
 
 #[test]
+fn requests_over_the_listeners_byte_budget_are_503_before_their_body_is_read() {
+    let pulp = start(&[("--http-max-buffered-mb", "1".into())], &[]);
+    under_attack(pulp, true, |pulp| {
+        let body = vec![b'b'; 700_000];
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        // The first holds 700 kB of the 1 MiB budget while its body trickles in...
+        let mut first = RawConn::connect(pulp.addr);
+        first.send(head.as_bytes()).unwrap();
+        first.send(&body[..10]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // ...so a second as large is refused at once, its body unread.
+        let mut second = RawConn::connect(pulp.addr);
+        second.send(head.as_bytes()).unwrap();
+        let refused = second.read_response(Duration::from_secs(2)).unwrap();
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        assert!(
+            refused.text().contains("over --http-max-buffered-mb = 1"),
+            "{}",
+            refused.text()
+        );
+        assert_eq!(
+            refused.headers.get("retry-after").map(String::as_str),
+            Some("1")
+        );
+        first.send(&body[10..]).unwrap();
+        let served = first.read_response(Duration::from_secs(3)).unwrap();
+        assert_eq!((served.status, served.body.len()), (200, body.len()));
+        // Answered: its bytes are back in the budget.
+        let mut third = RawConn::connect(pulp.addr);
+        third.send(head.as_bytes()).unwrap();
+        third.send(&body).unwrap();
+        let served = third.read_response(Duration::from_secs(3)).unwrap();
+        assert_eq!((served.status, served.body.len()), (200, body.len()));
+    });
+}
+
+#[test]
 fn header_floods_are_431() {
     let pulp = start(&[], &[]);
     under_attack(pulp, true, |pulp| {

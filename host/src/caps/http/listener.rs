@@ -11,6 +11,7 @@ const BODY_TIMEOUT_MS: u64 = 30_000;
 const IDLE_TIMEOUT_MS: u64 = 30_000;
 const MAX_HEADERS: u32 = 100;
 const MAX_HEADER_KB: u32 = 16;
+const MAX_BUFFERED_MB: u32 = 256;
 
 /// Limits of the HTTP listener, with production defaults
 /// ([`ListenerSettings::default`]); `pulp run` takes each as a flag.
@@ -47,6 +48,13 @@ pub struct ListenerSettings {
     #[arg(long = "http-max-header-kb", default_value_t = MAX_HEADER_KB,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_header_kb: u32,
+    /// Most request bytes the listener holds at once, in MiB: heads and bodies
+    /// being read or waiting for their plugin's answer. A request that would
+    /// go over (by its declared length, or its body limit when chunked) gets
+    /// 503 with `Retry-After: 1` before its body is read.
+    #[arg(long = "http-max-buffered-mb", default_value_t = MAX_BUFFERED_MB,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub max_buffered_mb: u32,
 }
 
 impl Default for ListenerSettings {
@@ -58,6 +66,7 @@ impl Default for ListenerSettings {
             idle_timeout_ms: IDLE_TIMEOUT_MS,
             max_headers: MAX_HEADERS,
             max_header_kb: MAX_HEADER_KB,
+            max_buffered_mb: MAX_BUFFERED_MB,
         }
     }
 }
@@ -73,6 +82,7 @@ impl ListenerSettings {
             ("--http-idle-timeout-ms", self.idle_timeout_ms),
             ("--http-max-headers", u64::from(self.max_headers)),
             ("--http-max-header-kb", u64::from(self.max_header_kb)),
+            ("--http-max-buffered-mb", u64::from(self.max_buffered_mb)),
         ]
         .into_iter()
         .find(|(_, v)| *v == 0);

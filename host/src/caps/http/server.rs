@@ -12,8 +12,8 @@ use super::routes::{parse_query, Lookup};
 use super::{PendingReply, RoutePlugin, Shared};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -48,7 +48,8 @@ impl HttpServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, shared, Arc::new(limits), stopped));
+        let budget = Arc::new(Budget::new(limits));
+        let task = tokio::spawn(accept_loop(listener, shared, budget, stopped));
         tracing::info!("http listening on {addr}");
         Ok(HttpServer {
             addr,
@@ -71,6 +72,45 @@ impl HttpServer {
     }
 }
 
+/// The listener's limits and the request bytes it holds under them.
+struct Budget {
+    limits: ListenerSettings,
+    /// KiB of request heads and bodies held (being read or waiting for their
+    /// plugin's answer), `--http-max-buffered-mb` in all.
+    buffered_kib: Arc<Semaphore>,
+}
+
+impl Budget {
+    fn new(limits: ListenerSettings) -> Self {
+        let kib = limits.max_buffered_mb as usize * 1024;
+        Budget {
+            limits,
+            buffered_kib: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Reserves `bytes` of request data, or refuses with 503 at once.
+    fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Refusal> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.buffered_kib
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| {
+                let mut refusal = refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the host holds too many requests: {bytes} more bytes would be over --http-max-buffered-mb = {}",
+                        self.limits.max_buffered_mb
+                    ),
+                );
+                refusal
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                closing(refusal)
+            })
+    }
+}
+
 /// hyper's smallest allowed read buffer.
 const MIN_READ_BUFFER: usize = 8192;
 
@@ -80,11 +120,12 @@ const MIN_READ_BUFFER: usize = 8192;
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    limits: Arc<ListenerSettings>,
+    budget: Arc<Budget>,
     mut stopped: oneshot::Receiver<Duration>,
 ) {
     let graceful = GracefulShutdown::new();
     let (stopping, stop_seen) = watch::channel(false);
+    let limits = &budget.limits;
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let mut warned_full = false;
     let grace = loop {
@@ -115,7 +156,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let watched = Watched { graceful: &graceful, stopping: stop_seen.clone() };
-                    serve_connection(stream, &shared, &limits, watched, permit);
+                    serve_connection(stream, &shared, &budget, watched, permit);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -151,10 +192,11 @@ struct Watched<'a> {
 fn serve_connection(
     stream: TcpStream,
     shared: &Arc<Shared>,
-    limits: &Arc<ListenerSettings>,
+    budget: &Arc<Budget>,
     watched: Watched<'_>,
     permit: OwnedSemaphorePermit,
 ) {
+    let limits = &budget.limits;
     let activity = Arc::new(ConnActivity::default());
     let conn_activity = activity.clone();
     let io = DeadlineStream::new(
@@ -163,12 +205,12 @@ fn serve_connection(
         limits.header_timeout(),
         limits.idle_timeout(),
     );
-    let (shared, service_limits) = (shared.clone(), limits.clone());
+    let (shared, service_budget) = (shared.clone(), budget.clone());
     let service = service_fn(move |req| {
         let guard = ServiceGuard::new(&activity);
-        let (shared, limits) = (shared.clone(), service_limits.clone());
+        let (shared, budget) = (shared.clone(), service_budget.clone());
         async move {
-            let response = counted(req, shared, &limits).await;
+            let response = counted(req, shared, &budget).await;
             drop(guard);
             Ok::<_, Infallible>(response)
         }
@@ -234,10 +276,10 @@ impl Drop for PendingGuard {
 async fn counted(
     req: Request<Incoming>,
     shared: Arc<Shared>,
-    limits: &ListenerSettings,
+    budget: &Budget,
 ) -> Response<Full<Bytes>> {
     let mut matched = None;
-    let response = match handle(req, &shared, limits, &mut matched).await {
+    let response = match handle(req, &shared, budget, &mut matched).await {
         Ok(response) => response,
         Err(refusal) => *refusal,
     };
@@ -262,11 +304,12 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
 async fn handle(
     req: Request<Incoming>,
     shared: &Arc<Shared>,
-    limits: &ListenerSettings,
+    budget: &Budget,
     matched: &mut Option<String>,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let (plugin, params) = route(&req, shared, matched)?;
-    let (id, event) = read(req, shared, &plugin, params, limits).await?;
+    // `_reserved` holds the request's bytes in the budget until it is answered.
+    let (id, event, _reserved) = read(req, shared, &plugin, params, budget).await?;
     let replied = dispatch(shared, &plugin, id, event)?;
     Ok(answer(&plugin, replied).await)
 }
@@ -333,15 +376,16 @@ const BIN_HEADER_GROWTH: usize = 3;
 
 /// Reads the request into its `http.request` event, refusing before the body
 /// is read a head that cannot fit the plugin's buffer (431) or a declared body
-/// over the limits (413), and stopping a body that is too large (413) or too
-/// slow (408, `--http-body-timeout-ms`).
+/// over the limits (413) or the listener's budget (503), and stopping a body
+/// that is too large (413) or too slow (408, `--http-body-timeout-ms`).
 async fn read(
     req: Request<Incoming>,
     shared: &Shared,
     plugin: &RoutePlugin,
     params: BTreeMap<String, String>,
-    limits: &ListenerSettings,
-) -> Result<(u64, Vec<u8>), Refusal> {
+    budget: &Budget,
+) -> Result<(u64, Vec<u8>, OwnedSemaphorePermit), Refusal> {
+    let limits = &budget.limits;
     let body_deadline = tokio::time::Instant::now() + limits.body_timeout();
     let (parts, body) = req.into_parts();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
@@ -360,18 +404,17 @@ async fn read(
     }
     let body_room = (room - head_len).saturating_sub(BIN_HEADER_GROWTH);
     let limit = plugin.max_body().min(body_room);
-    let declared_len = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared_len.filter(|n| *n > limit as u64) {
+    // Exact when the length is known from the head (`content-length`, or no
+    // body at all): hyper holds the body to it. A chunked body may reach `limit`.
+    let known_len = body.size_hint().exact();
+    if let Some(len) = known_len.filter(|n| *n > limit as u64) {
         return Err(too_large(
             plugin,
             format!("{len} bytes"),
             len > plugin.max_body() as u64,
         ));
     }
+    let reserved = budget.reserve(head_len + known_len.map_or(limit, |n| n as usize))?;
     request.body = read_body(body, plugin, limit, body_deadline, limits).await?;
     let event = encode(&request)?;
     if event.len() > room {
@@ -381,7 +424,7 @@ async fn read(
             false,
         ));
     }
-    Ok((id, event))
+    Ok((id, event, reserved))
 }
 
 /// The request without its body; header names lower-case, repeats joined by `, `.
