@@ -16,6 +16,7 @@ const MAX_BUFFERED_MB: u32 = 256;
 /// Limits of the HTTP listener, with production defaults
 /// ([`ListenerSettings::default`]); `pulp run` takes each as a flag.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(next_help_heading = "HTTP listener limits")]
 pub struct ListenerSettings {
     /// Most HTTP connections open at once; further clients wait in the
     /// kernel's accept backlog until one closes.
