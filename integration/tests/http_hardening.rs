@@ -731,3 +731,84 @@ fn bad_limits_are_refused_naming_the_key_or_flag() {
         );
     }
 }
+
+#[test]
+fn a_request_waiting_for_its_answer_is_charged_to_its_plugin_until_answered_or_dropped() {
+    use pulp_host::caps::http::ListenerSettings;
+    use pulp_host::caps::HttpCapability;
+    use pulp_host::{Host, RunOptions};
+
+    let data = tempfile::tempdir().unwrap();
+    let http = HttpCapability::new();
+    let host = Host::builder()
+        .gated(http.clone())
+        .data_dir(data.path())
+        .build()
+        .unwrap();
+    // Registers POST /slow and never answers: each request waits its timeout_ms.
+    let plugin = ScratchPlugin::wat(
+        "silent",
+        &registering_plugin(&[("POST", "/slow", 0)]),
+        "wasm = \"plugin.wasm\"\ncapabilities = [\"transport.http.inbound\"]\ntick_ms = 3600000\n[grants.\"transport.http.inbound\"]\ntimeout_ms = 1500",
+    );
+    let prepared = host.prepare(&plugin.manifest).unwrap();
+    let usage = prepared.info.usage.clone();
+    let (events, _received) = tokio::sync::mpsc::unbounded_channel();
+    let running = host.spawn(prepared, RunOptions::default(), events).unwrap();
+    let rt = runtime();
+    let server = rt
+        .block_on(http.serve("127.0.0.1:0", &ListenerSettings::default()))
+        .unwrap();
+    let addr = server.local_addr();
+    let t = Instant::now();
+    // 405 (the path exists for POST) once pulp_init has registered the route.
+    while rt
+        .block_on(send(addr, "GET", "/slow", &[], b""))
+        .unwrap()
+        .status
+        != 405
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "/slow never registered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = vec![b'x'; 100_000];
+    let held_within = |min: u64, max: u64| {
+        let t = Instant::now();
+        while !(min..=max).contains(&usage.host_bytes()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(1),
+                "host bytes {} not in {min}..={max}",
+                usage.host_bytes()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert_eq!(usage.host_bytes(), 0);
+    for hang_up in [false, true] {
+        let mut conn = RawConn::connect(addr);
+        conn.send(
+            format!(
+                "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        conn.send(&body).unwrap();
+        // The event (body, headers, envelope fields) is held while the plugin does not answer.
+        held_within(body.len() as u64, body.len() as u64 + 1024);
+        if hang_up {
+            drop(conn);
+        } else {
+            let reply = conn.read_response(Duration::from_secs(3)).unwrap();
+            assert_eq!(reply.status, 504, "{}", reply.text());
+        }
+        held_within(0, 0);
+    }
+    rt.block_on(server.shutdown(Duration::from_secs(1)));
+    running.stop();
+    running.join();
+}
