@@ -2,10 +2,13 @@
 //! against the real `pulp run`, with raw TCP where the attack needs control of
 //! every byte.
 //!
-//! Every test runs the healthy echo plugin (manifests/echo.toml) beside the
-//! attack and counts its 200s while the attack runs, checks the host's RSS
-//! stays bounded, and ends with SIGTERM, which must stop the host promptly.
-//! The listener runs with short limits so each test takes a few seconds.
+//! Every attack runs beside the healthy echo plugin (manifests/echo.toml),
+//! counting its 200s while the attack runs, checks the host's RSS stays
+//! bounded, and ends with SIGTERM, which must stop the host promptly with an
+//! attacker still connected. The listener runs with short limits so each test
+//! takes a few seconds. Last: bad limits refused by `pulp check` and `pulp
+//! run`, and (through the library, to read the plugin's usage) the bytes of a
+//! waiting request charged to its plugin.
 
 use pulp_abi::http::{HttpResponse, HttpRoute};
 use pulp_integration::http_client::{runtime, send, wait_until_serving, RawConn};
