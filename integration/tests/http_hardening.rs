@@ -266,9 +266,10 @@ fn connections_over_the_cap_wait_and_are_served_once_others_close() {
             .map(|_| RawConn::connect(pulp.addr))
             .collect();
         std::thread::sleep(Duration::from_millis(500));
+        // The cap counts every connection, the healthy loop's too; 4 spare for the runtime.
         let fds = open_fds(pulp.pid());
         assert!(
-            fds <= baseline + MAX_CONNECTIONS + 1,
+            fds <= baseline + MAX_CONNECTIONS + 4,
             "{fds} descriptors open with {} idle clients (baseline {baseline}, cap {MAX_CONNECTIONS})",
             idle.len()
         );
