@@ -12,6 +12,7 @@
 
 mod deadline_stream;
 mod listener;
+mod request;
 mod response_headers;
 mod routes;
 mod server;
