@@ -39,6 +39,8 @@ pub struct RunArgs {
     /// Address of the HTTP listener, for plugins that declare `transport.http.inbound`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: String,
+    #[command(flatten)]
+    http_limits: crate::caps::http::ListenerSettings,
     /// Compile every module afresh instead of using DATA_DIR/.modules.
     #[arg(long)]
     no_module_cache: bool,
@@ -90,7 +92,7 @@ async fn run_async(args: RunArgs, extend: super::Extend<'_>) -> anyhow::Result<E
         .any(|p| p.info.declares(crate::caps::http::NAME));
     let server = match wants_http {
         true => Some(
-            http.serve(&args.http_addr)
+            http.serve(&args.http_addr, &args.http_limits)
                 .await
                 .with_context(|| format!("http listener on {}", args.http_addr))?,
         ),

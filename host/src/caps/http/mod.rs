@@ -5,18 +5,26 @@
 //! matching request becomes an `http.request` event in its mailbox, and
 //! `http_respond({id, status, headers, body})` completes the waiting client.
 //! The server answers on the plugin's behalf when it cannot: 404/405 for
-//! unknown routes, 413 for bodies over the limit, 503 when the mailbox is full
-//! or the plugin has failed, 504 when no response comes in time.
+//! unknown routes, 413/431 for a request over the body limit or too large for
+//! the plugin's buffer, 408 for a body that does not arrive in time, 503 when
+//! the mailbox is full or the plugin has failed, 504 when no response comes in
+//! time. The listener's own limits are in [`ListenerSettings`].
 
+mod deadline_stream;
+mod listener;
+mod request;
+mod response_headers;
 mod routes;
 mod server;
 
+pub use listener::ListenerSettings;
 pub use server::HttpServer;
 
 use pulp_abi::http::{HttpResponse, HttpRoute};
 use pulp_abi::Code;
 use pulp_ext::{
-    host_fn, Capability, CapabilityError, EventSink, HostError, ImportSpec, PluginInfo, PluginState,
+    host_fn, Capability, CapabilityError, EventSink, HostError, ImportSpec, PluginInfo,
+    PluginState, PluginUsage,
 };
 use routes::RouteTable;
 use serde::Deserialize;
@@ -41,7 +49,12 @@ pub struct HttpSettings {
     pub max_body_kb: u32,
     /// How long a client waits for `http_respond`; then 504.
     pub timeout_ms: u64,
+    /// Most routes the plugin may register; one more → `http_register` returns 9.
+    pub max_routes: u32,
 }
+
+/// Highest `max_routes` a manifest may grant: every request's lookup walks the table.
+const MAX_ROUTES_CEILING: u32 = 1024;
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -49,15 +62,21 @@ impl Default for HttpSettings {
             routes: None,
             max_body_kb: 1024,
             timeout_ms: 10_000,
+            max_routes: 64,
         }
     }
 }
 
 /// A plugin that serves routes.
 struct RoutePlugin {
+    name: String,
     sink: RwLock<Arc<dyn EventSink>>,
     available: AtomicBool,
     settings: HttpSettings,
+    /// The plugin's `limits.max_buffer`: its whole `http.request` envelope must fit.
+    max_buffer: usize,
+    /// Charged with the bytes of its requests waiting for an answer.
+    usage: Arc<PluginUsage>,
 }
 
 /// A request waiting for its plugin's `http_respond`.
@@ -84,8 +103,11 @@ pub struct HttpCapability {
     shared: Arc<Shared>,
 }
 
-/// Per-instance state: this plugin's settings.
-struct HttpSlot(HttpSettings);
+/// Per-instance state: this plugin's settings and its allow-list, normalised.
+struct HttpSlot {
+    settings: HttpSettings,
+    allowed: Option<Vec<(String, String)>>,
+}
 
 const IMPORTS: &[ImportSpec] = &[
     ImportSpec::msgpack_in("http_register"),
@@ -98,9 +120,17 @@ impl HttpCapability {
         HttpCapability::default()
     }
 
-    /// Starts the listener on `addr` (`127.0.0.1:0` picks a free port).
-    pub async fn serve(&self, addr: &str) -> std::io::Result<HttpServer> {
-        HttpServer::start(self.shared.clone(), addr).await
+    /// Starts the listener on `addr` (`127.0.0.1:0` picks a free port) with
+    /// `limits` (`ListenerSettings::default()` for production defaults).
+    pub async fn serve(
+        &self,
+        addr: &str,
+        limits: &ListenerSettings,
+    ) -> std::io::Result<HttpServer> {
+        limits
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        HttpServer::start(self.shared.clone(), addr, limits.clone()).await
     }
 
     /// Responses sent so far, by plugin (`-` when no route matched) and status.
@@ -127,34 +157,35 @@ impl HttpCapability {
     }
 
     fn register(state: &PluginState, route: HttpRoute, shared: &Shared) -> Result<(), HostError> {
-        let plugin = state.info().name.clone();
-        let settings = state
+        let info = state.info();
+        let plugin = info.name.clone();
+        let (settings, allowed) = state
             .slot::<HttpSlot>()
-            .map(|s| s.0.clone())
+            .map(|s| (s.settings.clone(), s.allowed.clone()))
             .unwrap_or_default();
         let (method, path) =
             routes::parse_route(&route.method, &route.path).map_err(HostError::invalid)?;
-        if let Some(allowed) = &settings.routes {
-            let wanted = format!("{method} {path}");
-            if !allowed.iter().any(|a| {
-                a.split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .eq_ignore_ascii_case(&wanted)
-            }) {
-                return Err(HostError::invalid(format!(
-                    "route {wanted} is not in the manifest's routes"
-                )));
-            }
+        if allowed.is_some_and(|a| !a.contains(&(method.clone(), path.clone()))) {
+            return Err(HostError::invalid(format!(
+                "route {method} {path} is not in the manifest's routes"
+            )));
         }
-        let inserted = shared
-            .routes
-            .write()
-            .map_err(|_| HostError::failed("route table poisoned"))?
-            .insert(&method, &path, &plugin);
-        if let Err(conflict) = inserted {
-            // Two plugins claiming one route is a deployment error: fail the plugin, naming both.
-            return Err(HostError::Trap(wasmtime::Error::msg(conflict)));
+        {
+            let mut table = shared
+                .routes
+                .write()
+                .map_err(|_| HostError::failed("route table poisoned"))?;
+            let max_routes = settings.max_routes as usize;
+            if !table.serves(&method, &path, &plugin) && table.count(&plugin) >= max_routes {
+                return Err(HostError::code(
+                    Code::LimitExceeded,
+                    format!("route {method} {path}: over max_routes = {max_routes}"),
+                ));
+            }
+            if let Err(conflict) = table.insert(&method, &path, &plugin) {
+                // Two plugins claiming one route is a deployment error: fail the plugin, naming both.
+                return Err(HostError::Trap(wasmtime::Error::msg(conflict)));
+            }
         }
         let mut plugins = shared
             .plugins
@@ -169,11 +200,14 @@ impl HttpCapability {
             }
             None => {
                 plugins.insert(
-                    plugin,
+                    plugin.clone(),
                     Arc::new(RoutePlugin {
+                        name: plugin,
                         sink: RwLock::new(state.events().clone()),
                         available: AtomicBool::new(true),
                         settings,
+                        max_buffer: info.limits.max_buffer as usize,
+                        usage: info.usage.clone(),
                     }),
                 );
             }
@@ -187,20 +221,15 @@ impl HttpCapability {
         response: HttpResponse,
         shared: &Shared,
     ) -> Result<(), HostError> {
-        if !(100..=999).contains(&response.status) {
+        // 1xx would be read as an interim answer, leaving the real one unsent.
+        if !(200..=999).contains(&response.status) {
             return Err(HostError::invalid(format!(
-                "status {} is not 100..=999",
+                "status {} is not 200..=999",
                 response.status
             )));
         }
         for (name, value) in &response.headers {
-            if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || hyper::header::HeaderValue::from_str(value).is_err()
-            {
-                return Err(HostError::invalid(format!(
-                    "header {name:?}: {value:?} is not a valid HTTP header"
-                )));
-            }
+            response_headers::check(name, value).map_err(HostError::invalid)?;
         }
         let mut pending = shared
             .pending
@@ -256,6 +285,15 @@ impl Capability for HttpCapability {
         if settings.max_body_kb == 0 || settings.timeout_ms == 0 {
             return Err(plugin.error(NAME, "max_body_kb and timeout_ms must be at least 1"));
         }
+        if !(1..=MAX_ROUTES_CEILING).contains(&settings.max_routes) {
+            return Err(plugin.error(
+                NAME,
+                format!(
+                    "max_routes = {} is not 1..={MAX_ROUTES_CEILING}",
+                    settings.max_routes
+                ),
+            ));
+        }
         let max_buffer_kb = plugin.limits.max_buffer / 1024;
         if settings.max_body_kb >= max_buffer_kb {
             return Err(plugin.error(
@@ -267,8 +305,8 @@ impl Capability for HttpCapability {
             ));
         }
         let mut notes = vec![format!(
-            "http: request bodies up to {} KiB, response deadline {} ms",
-            settings.max_body_kb, settings.timeout_ms
+            "http: request bodies up to {} KiB, response deadline {} ms, at most {} routes",
+            settings.max_body_kb, settings.timeout_ms, settings.max_routes
         )];
         let Some(declared) = settings.routes else {
             notes.push(
@@ -277,14 +315,20 @@ impl Capability for HttpCapability {
             );
             return Ok(notes);
         };
-        let mut parsed = Vec::new();
-        for route in &declared {
-            let (method, path) = route.split_once(' ').ok_or_else(|| {
-                plugin.error(NAME, format!("route {route:?} must be \"METHOD /path\""))
-            })?;
-            parsed
-                .push(routes::parse_route(method, path.trim()).map_err(|e| plugin.error(NAME, e))?);
+        if declared.len() > settings.max_routes as usize {
+            return Err(plugin.error(
+                NAME,
+                format!(
+                    "routes lists {} routes: over max_routes = {}",
+                    declared.len(),
+                    settings.max_routes
+                ),
+            ));
         }
+        let parsed = declared
+            .iter()
+            .map(|r| routes::parse_route_line(r).map_err(|e| plugin.error(NAME, e)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut all = self
             .shared
             .declared
@@ -307,8 +351,20 @@ impl Capability for HttpCapability {
     }
 
     fn instantiate(&self, state: &mut PluginState) -> Result<(), CapabilityError> {
-        let settings = state.info().settings(NAME)?;
-        state.insert_slot(HttpSlot(settings));
+        let settings: HttpSettings = state.info().settings(NAME)?;
+        // Checked by `prepare`; a bad line here can only mean a changed manifest.
+        let allowed = settings
+            .routes
+            .as_ref()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .map(|r| routes::parse_route_line(r))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|e| state.info().error(NAME, e))?;
+        state.insert_slot(HttpSlot { settings, allowed });
         Ok(())
     }
 

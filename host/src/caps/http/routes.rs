@@ -36,21 +36,47 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
-/// Parses and normalises a route: upper-case method, `/`-separated segments.
+/// Longest route path accepted, in bytes.
+pub const MAX_PATH_LEN: usize = 1024;
+
+/// Bytes a route path may hold besides `/`: RFC 3986 `pchar` without `%`
+/// (letters, digits, `-._~!$&'()*+,;=:@`). No control character, space, NUL or
+/// non-ASCII byte gets in, so a route can be written into the log as it is.
+fn path_byte_allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b)
+}
+
+/// Parses and normalises a route: the one normalisation used by the manifest's
+/// allow-list, conflict detection and matching. The method is case-insensitive
+/// (stored upper-case); the path is case-sensitive, as in RFC 3986, and kept
+/// byte for byte: `/Notes` and `/notes` are two routes.
 pub fn parse_route(method: &str, path: &str) -> Result<(String, String), String> {
     let method = method.trim().to_ascii_uppercase();
     if method.is_empty() || method.len() > 16 || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(format!("method {method:?} is not an HTTP method"));
     }
-    if !path.starts_with('/') || path.len() > 1024 {
+    if !path.starts_with('/') || path.len() > MAX_PATH_LEN {
         return Err(format!(
-            "path {path:?} must start with '/' and be at most 1024 bytes"
+            "path {path:?} must start with '/' and be at most {MAX_PATH_LEN} bytes"
+        ));
+    }
+    if let Some(bad) = path
+        .chars()
+        .find(|c| !c.is_ascii() || !path_byte_allowed(*c as u8))
+    {
+        return Err(format!(
+            "path {path:?} holds {bad:?}: a route path may hold only letters, digits, '/' and -._~!$&'()*+,;=:@"
         ));
     }
     let pattern = segments(path)?;
     let mut seen = Vec::new();
     for seg in &pattern {
         if let Segment::Param(name) = seg {
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "path {path:?}: parameter :{name} may hold only letters, digits and '_'"
+                ));
+            }
             if seen.contains(&name) {
                 return Err(format!("path {path:?} binds :{name} twice"));
             }
@@ -58,6 +84,14 @@ pub fn parse_route(method: &str, path: &str) -> Result<(String, String), String>
         }
     }
     Ok((method, path.to_string()))
+}
+
+/// Parses a manifest route line, `"METHOD /path"`, with [`parse_route`].
+pub fn parse_route_line(line: &str) -> Result<(String, String), String> {
+    match line.split_whitespace().collect::<Vec<_>>()[..] {
+        [method, path] => parse_route(method, path),
+        _ => Err(format!("route {line:?} must be \"METHOD /path\"")),
+    }
 }
 
 fn segments(path: &str) -> Result<Vec<Segment>, String> {
@@ -87,6 +121,22 @@ fn same_shape(a: &[Segment], b: &[Segment]) -> bool {
 }
 
 impl RouteTable {
+    /// How many routes `plugin` serves.
+    pub fn count(&self, plugin: &str) -> usize {
+        self.routes.iter().filter(|r| r.plugin == plugin).count()
+    }
+
+    /// True when `plugin` already serves `method path` (parameter names aside),
+    /// so registering it again adds nothing.
+    pub fn serves(&self, method: &str, path: &str, plugin: &str) -> bool {
+        let Ok(pattern) = segments(path) else {
+            return false;
+        };
+        self.routes
+            .iter()
+            .any(|r| r.plugin == plugin && r.method == method && same_shape(&r.pattern, &pattern))
+    }
+
     /// Adds `method path` for `plugin`. Registering a route the plugin already
     /// has is a no-op (a restarted plugin registers again); a route another
     /// plugin has is refused with that plugin's name.
@@ -269,6 +319,45 @@ mod tests {
         assert!(parse_route("GET", "/a//b").is_err());
         assert!(parse_route("GET", "/a/:").is_err());
         assert!(parse_route("GET", "/a/:x/:x").is_err());
+    }
+
+    #[test]
+    fn route_paths_hold_no_control_characters_spaces_or_escapes() {
+        for path in [
+            "/a\r\nb",
+            "/a\0",
+            "/a b",
+            "/a%2f",
+            "/caf\u{e9}",
+            "/a/:x-y",
+            "/a\t",
+        ] {
+            let err = parse_route("GET", path).unwrap_err();
+            assert!(err.contains(&format!("{path:?}")), "{err}");
+            assert!(!err.contains('\n') && !err.contains('\r'), "{err}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+        assert!(parse_route("GET", &long).unwrap_err().contains("1024"));
+        assert!(parse_route("GET", "/a-b.c~d/:id_2/@x").is_ok());
+    }
+
+    #[test]
+    fn one_normalisation_methods_fold_case_and_paths_do_not() {
+        assert_eq!(
+            parse_route_line("get   /Notes/:id").unwrap(),
+            ("GET".into(), "/Notes/:id".into())
+        );
+        assert!(parse_route_line("GET /a /b").is_err());
+        let mut t = RouteTable::default();
+        t.insert("GET", "/NOTES", "a").unwrap();
+        // Another plugin may serve the lower-case path: it is another route...
+        t.insert("GET", "/notes", "b").unwrap();
+        // ...and each request goes to the route of its exact case.
+        assert!(matches!(t.lookup("GET", "/NOTES"), Lookup::Found { plugin, .. } if plugin == "a"));
+        assert!(matches!(t.lookup("GET", "/notes"), Lookup::Found { plugin, .. } if plugin == "b"));
+        assert_eq!(t.lookup("GET", "/Notes"), Lookup::NotFound);
+        assert!(t.serves("GET", "/NOTES", "a") && !t.serves("GET", "/notes", "a"));
+        assert_eq!((t.count("a"), t.count("b")), (1, 1));
     }
 
     #[test]

@@ -1,28 +1,23 @@
-//! The hyper 1.x listener: turns requests into `http.request` events and
-//! waits for the owning plugin's `http_respond`.
+//! The hyper 1.x listener: accepts connections under the connection cap,
+//! gives each its deadlines and limits, and hands each request to the
+//! `request` module; stops gracefully.
 
-use super::routes::{parse_query, Lookup};
-use super::{PendingReply, Shared};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use super::deadline_stream::{ConnActivity, DeadlineStream, ServiceGuard};
+use super::listener::ListenerSettings;
+use super::request::{closing, counted, refuse, Refusal};
+use super::Shared;
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use pulp_abi::http::{HttpRequest, REQUEST_EVENT};
-use pulp_abi::StepEvent;
-use pulp_ext::EventRejected;
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// A running listener.
@@ -33,11 +28,16 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub(super) async fn start(shared: Arc<Shared>, addr: &str) -> std::io::Result<HttpServer> {
+    pub(super) async fn start(
+        shared: Arc<Shared>,
+        addr: &str,
+        limits: ListenerSettings,
+    ) -> std::io::Result<HttpServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, shared, stopped));
+        let budget = Arc::new(Budget::new(limits));
+        let task = tokio::spawn(accept_loop(listener, shared, budget, stopped));
         tracing::info!("http listening on {addr}");
         Ok(HttpServer {
             addr,
@@ -60,28 +60,91 @@ impl HttpServer {
     }
 }
 
+/// The listener's limits and the request bytes it holds under them.
+pub(super) struct Budget {
+    pub(super) limits: ListenerSettings,
+    /// KiB of request heads and bodies held (being read or waiting for their
+    /// plugin's answer), `--http-max-buffered-mb` in all.
+    buffered_kib: Arc<Semaphore>,
+}
+
+impl Budget {
+    fn new(limits: ListenerSettings) -> Self {
+        let kib = limits.max_buffered_mb as usize * 1024;
+        Budget {
+            limits,
+            buffered_kib: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Reserves `bytes` of request data, or refuses with 503 at once.
+    pub(super) fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Refusal> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.buffered_kib
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| {
+                let mut refusal = refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the host holds too many requests: {bytes} more bytes would be over --http-max-buffered-mb = {}",
+                        self.limits.max_buffered_mb
+                    ),
+                );
+                refusal
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                closing(refusal)
+            })
+    }
+}
+
+/// hyper's smallest allowed read buffer.
+const MIN_READ_BUFFER: usize = 8192;
+
+/// Accepts connections while fewer than `max_connections` are open: past the
+/// cap, new clients wait in the kernel's backlog (no descriptor, no memory
+/// here) until a connection closes.
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    budget: Arc<Budget>,
     mut stopped: oneshot::Receiver<Duration>,
 ) {
     let graceful = GracefulShutdown::new();
+    let (stopping, stop_seen) = watch::channel(false);
+    let limits = &budget.limits;
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let mut warned_full = false;
     let grace = loop {
+        // One warning per time the cap is reached.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                warned_full = false;
+                permit
+            }
+            Err(_) => {
+                if !warned_full {
+                    tracing::warn!(
+                        "http: --http-max-connections = {} reached: new connections wait in the backlog",
+                        limits.max_connections
+                    );
+                    warned_full = true;
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break Duration::ZERO,
+                    },
+                    grace = &mut stopped => break grace.unwrap_or(Duration::ZERO),
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    let service = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(counted(req, shared).await) }
-                    });
-                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!("http connection: {e}");
-                        }
-                    });
+                    let watched = Watched { graceful: &graceful, stopping: stop_seen.clone() };
+                    serve_connection(stream, &shared, &budget, watched, permit);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -93,6 +156,7 @@ async fn accept_loop(
         }
     };
     drop(listener);
+    let _ = stopping.send(true);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -104,234 +168,65 @@ async fn accept_loop(
     }
 }
 
-fn plain(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(message.into() + "\n")));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// How a connection learns that the listener is stopping.
+struct Watched<'a> {
+    /// Lets a request being served finish (hyper's graceful shutdown).
+    graceful: &'a GracefulShutdown,
+    /// Becomes true when stopping: a connection between requests closes at once.
+    stopping: watch::Receiver<bool>,
 }
 
-/// Removes its request from the pending table when dropped: after a response,
-/// a 504, or a client that hung up (hyper drops the handler's future).
-struct PendingGuard {
-    shared: Arc<Shared>,
-    id: u64,
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        if let Ok(mut pending) = self.shared.pending.lock() {
-            pending.remove(&self.id);
-        }
-    }
-}
-
-/// Handles a request and counts its response by plugin and status.
-async fn counted(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Full<Bytes>> {
-    let mut matched = None;
-    let response = handle(req, &shared, &mut matched).await;
-    if let Ok(mut counts) = shared.responses.lock() {
-        let plugin = matched.unwrap_or_else(|| "-".to_string());
-        *counts
-            .entry((plugin, response.status().as_u16()))
-            .or_default() += 1;
-    }
-    response
-}
-
-/// Serves one request; `matched` is set to the plugin whose route matched.
-async fn handle(
-    req: Request<Incoming>,
+/// Serves one connection on its own task; `permit` is its slot under the cap.
+fn serve_connection(
+    stream: TcpStream,
     shared: &Arc<Shared>,
-    matched: &mut Option<String>,
-) -> Response<Full<Bytes>> {
-    let method = req.method().as_str().to_ascii_uppercase();
-    let path = req.uri().path().to_string();
-    let lookup = match shared.routes.read() {
-        Ok(table) => table.lookup(&method, &path),
-        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "route table unavailable"),
-    };
-    let (plugin_name, params) = match lookup {
-        Lookup::Found { plugin, params } => {
-            *matched = Some(plugin.clone());
-            (plugin, params)
+    budget: &Arc<Budget>,
+    watched: Watched<'_>,
+    permit: OwnedSemaphorePermit,
+) {
+    let limits = &budget.limits;
+    let activity = Arc::new(ConnActivity::default());
+    let conn_activity = activity.clone();
+    let io = DeadlineStream::new(
+        stream,
+        activity.clone(),
+        limits.header_timeout(),
+        limits.idle_timeout(),
+    );
+    let (shared, service_budget) = (shared.clone(), budget.clone());
+    let service = service_fn(move |req| {
+        let guard = ServiceGuard::new(&activity);
+        let (shared, budget) = (shared.clone(), service_budget.clone());
+        async move {
+            let response = counted(req, shared, &budget).await;
+            drop(guard);
+            Ok::<_, Infallible>(response)
         }
-        Lookup::NotFound => {
-            return plain(
-                StatusCode::NOT_FOUND,
-                format!("no route for {method} {path}"),
-            )
-        }
-        Lookup::MethodNotAllowed(allow) => {
-            let mut response = plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed on {path}"),
-            );
-            if let Ok(value) = HeaderValue::from_str(&allow) {
-                response.headers_mut().insert(ALLOW, value);
-            }
-            return response;
-        }
-    };
-    let Some(plugin) = shared
-        .plugins
-        .read()
-        .ok()
-        .and_then(|p| p.get(&plugin_name).cloned())
-    else {
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("plugin `{plugin_name}` is not serving"),
-        );
-    };
-    if !plugin.available.load(Ordering::Acquire) {
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("plugin `{plugin_name}` is not running"),
-        );
-    }
-
-    let max_body = plugin.max_body();
-    let declared_len = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|n| n > max_body as u64) {
-        return plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is over {max_body} bytes"),
-        );
-    }
-    let query = parse_query(req.uri().query());
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in req.headers() {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_string())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    let body = match Limited::new(req.into_body(), max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is over {max_body} bytes"),
-            )
-        }
-        Err(e) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {e}"),
-            )
-        }
-    };
-
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-    let request = HttpRequest {
-        id,
-        method,
-        path,
-        params,
-        query,
-        headers,
-        body: body.to_vec(),
-    };
-    let event = match (StepEvent {
-        kind: REQUEST_EVENT.to_string(),
-        payload: request,
-    })
-    .encode()
-    {
-        Ok(event) => event,
-        Err(e) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("could not encode the request: {e}"),
-            )
-        }
-    };
-    let (reply, replied) = oneshot::channel();
-    match shared.pending.lock() {
-        Ok(mut pending) => pending.insert(
-            id,
-            PendingReply {
-                plugin: plugin_name.clone(),
-                reply,
+    });
+    let conn = http1::Builder::new()
+        .max_headers(limits.max_headers as usize)
+        .max_header_size(limits.max_header_bytes())
+        // hyper's read buffer (400 KiB by default) holds a head, or pipelined
+        // bytes while a request is served: a head's worth is enough.
+        .max_buf_size(limits.max_header_bytes().max(MIN_READ_BUFFER))
+        // The head deadline is DeadlineStream's; hyper's would also cut idle keep-alives.
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(io), service);
+    let conn = watched.graceful.watch(conn);
+    let mut stopping = watched.stopping;
+    tokio::spawn(async move {
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            _ = stopping.changed() => match conn_activity.serving() {
+                true => conn.await,
+                // Idle, or a head still arriving: nothing to finish, so no grace to wait for.
+                false => Ok(()),
             },
-        ),
-        Err(_) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "pending table unavailable",
-            )
+        };
+        if let Err(e) = ended {
+            tracing::debug!("http connection: {e}");
         }
-    };
-    let _guard = PendingGuard {
-        shared: shared.clone(),
-        id,
-    };
-    let sink = match plugin.sink.read() {
-        Ok(sink) => sink.clone(),
-        Err(_) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "plugin mailbox unavailable",
-            )
-        }
-    };
-    match sink.push(event) {
-        Ok(()) => {}
-        Err(EventRejected::Full) => {
-            let mut response = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("plugin `{plugin_name}` is busy"),
-            );
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
-        }
-        Err(EventRejected::Closed) => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("plugin `{plugin_name}` is not running"),
-            )
-        }
-    }
-    match tokio::time::timeout(plugin.timeout(), replied).await {
-        Ok(Ok(answer)) => {
-            let mut response = Response::new(Full::new(Bytes::from(answer.body)));
-            *response.status_mut() =
-                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            for (name, value) in answer.headers {
-                // Validated by http_respond already.
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(&value),
-                ) {
-                    response.headers_mut().append(name, value);
-                }
-            }
-            response
-        }
-        Ok(Err(_)) => plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("plugin `{plugin_name}` stopped before responding"),
-        ),
-        Err(_) => plain(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "plugin `{plugin_name}` did not respond within {} ms",
-                plugin.settings.timeout_ms
-            ),
-        ),
-    }
+        drop(permit);
+    });
 }
