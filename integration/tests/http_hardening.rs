@@ -757,7 +757,7 @@ fn a_request_waiting_for_its_answer_is_charged_to_its_plugin_until_answered_or_d
     );
     let prepared = host.prepare(&plugin.manifest).unwrap();
     let usage = prepared.info.usage.clone();
-    let (events, _received) = tokio::sync::mpsc::unbounded_channel();
+    let (events, _received) = pulp_host::run_events(64, 1 << 20);
     let running = host.spawn(prepared, RunOptions::default(), events).unwrap();
     let rt = runtime();
     let server = rt
