@@ -46,7 +46,7 @@ pub struct HttpRequest {
 pub struct HttpResponse {
     /// The id of the request answered.
     pub id: u64,
-    /// HTTP status, 100..=999.
+    /// HTTP status, 200..=999 (a 1xx would read as an interim answer).
     pub status: u16,
     /// Response headers.
     #[serde(default)]

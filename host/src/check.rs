@@ -111,14 +111,17 @@ impl fmt::Display for CheckReport {
         if let Some((l, tick)) = &self.limits {
             writeln!(
                 f,
-                "  limits: memory {} MiB, call timeout {} ms, max buffer {} KiB, mailbox {}, table elements {}, fuel {}, tick {} ms",
+                "  limits: memory {} MiB, call timeout {} ms, max buffer {} KiB, mailbox {}, table elements {}, fuel {}, tick {} ms, log {} lines/s (burst {}, {} bytes a line)",
                 l.memory_bytes >> 20,
                 l.call_timeout.as_millis(),
                 l.max_buffer / 1024,
                 l.mailbox,
                 l.table_elements,
                 l.fuel.map_or("unmetered".to_string(), |f| f.to_string()),
-                tick.as_millis()
+                tick.as_millis(),
+                l.log.lines_per_sec,
+                l.log.burst,
+                l.log.line_bytes
             )?;
         }
         for note in &self.notes {

@@ -147,11 +147,12 @@ impl Default for LogLimits {
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The manifest file could not be read.
-    #[error("{file}: cannot read manifest: {source}")]
+    /// The manifest file could not be read. The I/O error is part of the
+    /// message, not a `source()`, so a printed chain says it once.
+    #[error("{file}: cannot read manifest: {error}")]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// TOML syntax, unknown key, missing key or a value of the wrong type.
     #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -232,9 +233,9 @@ impl Manifest {
     /// Reads and validates the manifest at `path`. The wasm file is not touched
     /// here: [`Manifest::read_wasm`] reads and checks it, once, when it is needed.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let read_error = |source| ManifestError::Read {
+        let read_error = |error| ManifestError::Read {
             file: path.to_path_buf(),
-            source,
+            error,
         };
         let bytes = read_regular_file(path, maxima::MANIFEST_BYTES).map_err(read_error)?;
         let src = String::from_utf8(bytes).map_err(|e| {

@@ -31,6 +31,10 @@ fn a_healthy_plugin_passes_and_its_imports_are_listed() {
         all.contains("limits: memory 16 MiB, call timeout 500 ms"),
         "{all}"
     );
+    assert!(
+        all.contains("log 100 lines/s (burst 500, 4096 bytes a line)"),
+        "{all}"
+    );
 }
 
 #[test]
