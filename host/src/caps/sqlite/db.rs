@@ -366,11 +366,17 @@ mod tests {
         ];
         for v in &values {
             let r = db
-                .exec(soon(), "INSERT INTO t (v) VALUES (?1)", vec![to_sql(v.clone())])
+                .exec(
+                    soon(),
+                    "INSERT INTO t (v) VALUES (?1)",
+                    vec![to_sql(v.clone())],
+                )
                 .unwrap();
             assert_eq!(r.rows_affected, 1);
         }
-        let q = db.query(soon(), "SELECT v FROM t ORDER BY rowid", vec![]).unwrap();
+        let q = db
+            .query(soon(), "SELECT v FROM t ORDER BY rowid", vec![])
+            .unwrap();
         assert_eq!(q.columns, vec!["v".to_string()]);
         let got: Vec<Value> = q.rows.into_iter().flatten().collect();
         assert_eq!(got, values);
@@ -413,10 +419,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         let many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 101) SELECT x FROM c";
-        assert!(matches!(db.query(soon(), many, vec![]), Err(DbError::Limit(_))));
+        assert!(matches!(
+            db.query(soon(), many, vec![]),
+            Err(DbError::Limit(_))
+        ));
         // Each value fits, the row does not: refused while it is collected.
         let row = "SELECT randomblob(40000), randomblob(40000)";
-        assert!(matches!(db.query(soon(), row, vec![]), Err(DbError::Limit(_))));
+        assert!(matches!(
+            db.query(soon(), row, vec![]),
+            Err(DbError::Limit(_))
+        ));
         // One value longer than a result may be: SQLite refuses to build it.
         for big in ["SELECT randomblob(70000)", "SELECT zeroblob(70000)"] {
             let err = db.query(soon(), big, vec![]).unwrap_err();
@@ -437,7 +449,11 @@ mod tests {
                  (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 40) SELECT randomblob(60000) FROM c"
             );
             let err = db.exec(soon(), &fill, vec![]).unwrap_err();
-            assert_eq!(sqlite_code(err), Some(rusqlite::ErrorCode::DiskFull), "{table}");
+            assert_eq!(
+                sqlite_code(err),
+                Some(rusqlite::ErrorCode::DiskFull),
+                "{table}"
+            );
         }
         let size = std::fs::metadata(dir.path().join("data.db")).unwrap().len();
         assert!(size <= 1 << 20, "{size} bytes");

@@ -36,8 +36,8 @@
 mod db;
 mod sandbox;
 
-use db::{Database, DbError, ResultLimits};
 pub use db::{heap_limit, set_heap_limit, DEFAULT_HEAP_LIMIT, MAX_COLUMNS};
+use db::{Database, DbError, ResultLimits};
 use pulp_abi::names::IMPORT_MODULE;
 use pulp_abi::sqlite::Value;
 use pulp_ext::{
@@ -189,7 +189,7 @@ impl Capability for SqliteCapability {
         })?;
         let path = database_path(&info);
         let db = Database::open(&path, settings.limits(&info), settings.max_db_mb)
-        .map_err(|e| info.error(NAME, format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| info.error(NAME, format!("cannot open {}: {e}", path.display())))?;
         state.insert_slot(db);
         Ok(())
     }

@@ -82,8 +82,8 @@ impl Deadline {
 
     /// Statements from now on must finish by `at`.
     pub fn arm(&self, at: Instant) {
-        let at_ns = u64::try_from(at.saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX);
+        let at_ns =
+            u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
         self.at_ns.store(at_ns, Ordering::Relaxed);
     }
 
