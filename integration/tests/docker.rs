@@ -299,7 +299,8 @@ fn max_running_is_enforced_per_plugin() {
     jobs.await_containers(1);
     assert_eq!(jobs.kill(first), 202);
     jobs.finished(first);
-    // The slot is free once the exit is reported.
+    // The slot is free once the container is removed (just after its exit is reported).
+    jobs.await_containers(0);
     let next = jobs.run(json!({"cmd": ["true"]}));
     assert_eq!(next["status"], "exited", "{next}");
 }
