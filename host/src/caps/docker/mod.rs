@@ -132,12 +132,12 @@ impl DockerCapability {
             .ok_or_else(|| HostError::failed("spawn.docker was not set up for this instance"))?;
         let settings = &slot.settings;
         let image = settings.image_for(&request.image).ok_or_else(|| {
-                HostError::invalid(format!(
-                    "image {:?} is not in the manifest's images ({})",
-                    request.image,
-                    settings.images.join(", ")
-                ))
-            })?;
+            HostError::invalid(format!(
+                "image {:?} is not in the manifest's images ({})",
+                request.image,
+                settings.images.join(", ")
+            ))
+        })?;
         let env = environment(&request)?;
         if request.cmd.iter().any(|arg| arg.contains('\0')) {
             return Err(HostError::invalid("cmd arguments may not contain NUL"));

@@ -120,10 +120,22 @@ where
         exit.error = Some(cut(error));
     }
     if *stop.borrow() != Stop::Release {
-        report(exit).await;
+        // The report may wait for room in the mailbox: a release ends the wait.
+        tokio::select! {
+            () = report(exit) => {}
+            () = released(&mut stop) => {}
+        }
     }
     if let Some((docker, id)) = created {
         remove(&docker, &id, &job).await;
+    }
+}
+
+/// Resolves once the instance is released.
+async fn released(stop: &mut watch::Receiver<Stop>) {
+    if stop.wait_for(|s| *s == Stop::Release).await.is_err() {
+        // No sender: nobody can release it any more.
+        std::future::pending::<()>().await;
     }
 }
 

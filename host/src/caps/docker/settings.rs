@@ -189,7 +189,10 @@ pub fn normalise_image(image: &str) -> Option<String> {
 /// The digest of an image pin: `sha256:` and 64 lowercase hex digits.
 pub fn is_digest(digest: &str) -> bool {
     digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -279,7 +282,10 @@ mod tests {
             ("cpus = 0.0", "cpus must be at least 0.01"),
             ("tmpfs_mb = 0", "tmpfs_mb must be at least 1"),
             ("tmpfs_mb = 512", "tmpfs_mb = 512 is over memory_mb = 256"),
-            ("timeout_ms = 999999999999", "timeout_ms = 999999999999 is over"),
+            (
+                "timeout_ms = 999999999999",
+                "timeout_ms = 999999999999 is over",
+            ),
             ("max_runing = 2", "unknown field `max_runing`"),
         ] {
             let refused = refusal(&format!("images = [\"a\"]\n{key}"));
