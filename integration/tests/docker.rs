@@ -8,6 +8,7 @@ use pulp_integration::docker::{self, IMAGE};
 use pulp_integration::http_client::{request, wait_until_serving};
 use pulp_integration::{example_manifest, plugin_wasm, pulp, text, RunningPulp};
 use serde_json::{json, Value};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -632,4 +633,44 @@ fn a_killed_hosts_container_is_removed_at_its_deadline_by_another_host() {
         "{:?}",
         killed.elapsed()
     );
+}
+
+#[test]
+fn an_image_volume_is_a_bounded_tmpfs_not_a_volume_on_the_host_disk() {
+    if !docker::available("an_image_volume_is_a_bounded_tmpfs") {
+        return;
+    }
+    let image = "pulp-busybox-volume";
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", image, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {IMAGE}\nVOLUME /data\n").as_bytes())
+        .unwrap();
+    let built = build.wait_with_output().unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+
+    let jobs = Jobs::start(&format!("images = [\"{image}\"]\ntmpfs_mb = 1"));
+    let job = jobs.run(json!({"image": image, "cmd": ["sh", "-c",
+        "dd if=/dev/zero of=/data/f bs=1024 count=2048 2>/dev/null || echo data-full; \
+         grep ' /data ' /proc/mounts | cut -d' ' -f3"]}));
+    assert_eq!(job["stdout"], "data-full\ntmpfs\n", "{job}");
+    let id = jobs.start_job(json!({"image": image, "cmd": ["sleep", "60"]}));
+    let container = jobs.await_containers(1).remove(0);
+    let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+    assert_eq!(inspected[0]["Mounts"], json!([]), "no volume: {inspected}");
+    assert_eq!(
+        inspected[0]["HostConfig"]["Tmpfs"]["/data"],
+        "rw,nosuid,nodev,size=1m"
+    );
+    assert_eq!(jobs.kill(id), 202);
+    jobs.finished(id);
 }
