@@ -367,3 +367,88 @@ fn host_error(info: &PluginInfo, db: &Database, err: DbError) -> HostError {
         _ => HostError::failed(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pulp_ext::GuestLimits;
+    use std::time::Duration;
+
+    fn plugin() -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            capabilities: vec![NAME.into()],
+            data_dir: "data/p".into(),
+            grants: Default::default(),
+            limits: GuestLimits {
+                max_buffer: 4 << 20,
+                call_budget: Duration::from_millis(700),
+            },
+            usage: Default::default(),
+        }
+    }
+
+    /// The code and log detail `sql` ends with on a database of 1 MiB.
+    fn refusal(db: &Database, sql: &str) -> (Code, String) {
+        let until = Instant::now() + Duration::from_secs(5);
+        let err = db.exec(until, sql, Vec::new()).unwrap_err();
+        match host_error(&plugin(), db, err) {
+            HostError::Code { code, detail } => (code, detail),
+            HostError::Trap(e) => panic!("{sql}: a trap: {e}"),
+        }
+    }
+
+    #[test]
+    fn each_refusal_names_the_limit_it_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ResultLimits {
+            max_bytes: 2 << 20,
+            max_rows: 10,
+        };
+        let db = Database::open(&dir.path().join("data.db"), limits, 1).unwrap();
+        let rows = |n: u32, f: &str| {
+            format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT {n}) SELECT {f} FROM c")
+        };
+        let until = Instant::now() + Duration::from_secs(5);
+        db.exec(until, "CREATE TABLE t(v)", Vec::new()).unwrap();
+        let heap = set_heap_limit(64 << 20);
+        let wide = format!("SELECT {}", vec!["randomblob(1000000)"; 200].join(", "));
+        let cases = [
+            (
+                format!("INSERT INTO t {}", rows(40, "randomblob(60000)")),
+                Code::LimitExceeded,
+                "max_db_mb = 1 MiB",
+            ),
+            (
+                "SELECT zeroblob(3000000)".to_string(),
+                Code::LimitExceeded,
+                "max_result_kb = 2048 KiB",
+            ),
+            (
+                format!("SELECT {}", vec!["1"; 300].join(", ")),
+                Code::LimitExceeded,
+                "at most 256 columns",
+            ),
+            (wide, Code::LimitExceeded, "process-wide limit of 64 MiB"),
+            (
+                "PRAGMA cache_size = -1000000".to_string(),
+                Code::InvalidArgument,
+                "PRAGMA cache_size = -1000000 refused",
+            ),
+        ];
+        let found: Vec<(Code, String)> = cases.iter().map(|(sql, ..)| refusal(&db, sql)).collect();
+        set_heap_limit(heap);
+        for ((sql, code, named), (got, detail)) in cases.iter().zip(found) {
+            assert_eq!(got, *code, "{sql}: {detail}");
+            assert!(detail.contains(named), "{sql}: {detail}");
+        }
+        let past = db.exec(Instant::now(), "SELECT 1", Vec::new()).unwrap_err();
+        match host_error(&plugin(), &db, past) {
+            HostError::Code { code, detail } => {
+                assert_eq!(code, Code::OperationFailed);
+                assert!(detail.contains("call_timeout_ms = 700"), "{detail}");
+            }
+            HostError::Trap(e) => panic!("a trap: {e}"),
+        }
+    }
+}
