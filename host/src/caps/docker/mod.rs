@@ -71,6 +71,15 @@ fn count_of(running: &HashMap<u64, Running>, plugin: &str) -> usize {
     running.values().filter(|r| r.plugin == plugin).count()
 }
 
+/// Drops a spawn whose container is removed (or was never created) and
+/// charges the plugin's usage with the containers left.
+fn forget(shared: &Shared, spawn_id: u64, plugin: &str, usage: &PluginUsage) {
+    if let Ok(mut running) = shared.running.lock() {
+        running.remove(&spawn_id);
+        charge(&running, plugin, usage);
+    }
+}
+
 /// Charges the plugin's usage with its containers now.
 fn charge(running: &HashMap<u64, Running>, plugin: &str, usage: &PluginUsage) {
     usage.set_containers(count_of(running, plugin) as u64);
@@ -205,13 +214,6 @@ impl DockerCapability {
         let sink = state.events().clone();
         let task_shared = shared.clone();
         let task_usage = usage.clone();
-        let forget = move |shared: &Shared, plugin: &str| {
-            if let Ok(mut running) = shared.running.lock() {
-                running.remove(&spawn_id);
-                charge(&running, plugin, &task_usage);
-            }
-        };
-        let forget_failed = forget.clone();
         let plugin = job.plugin.clone();
         let started = shared.engine.spawn(async move {
             let engine = task_shared.engine.clone();
@@ -224,10 +226,10 @@ impl DockerCapability {
                 deliver(sink.as_ref(), exit).await;
             })
             .await;
-            forget(&task_shared, &plugin);
+            forget(&task_shared, spawn_id, &plugin, &task_usage);
         });
         if let Err(e) = started {
-            forget_failed(shared, &state.info().name);
+            forget(shared, spawn_id, &state.info().name, &usage);
             return Err(HostError::failed(e));
         }
         Ok(DockerSpawned { spawn_id })
@@ -255,13 +257,14 @@ impl DockerCapability {
     /// an allowed image cannot be found.
     fn survey(&self, settings: &DockerSettings) -> Vec<String> {
         let mut notes = vec![format!(
-            "docker: images {}; up to {} running, each {} MiB, {} CPUs, {} pids, network {}, {} ms at most, {} KiB of output per stream",
+            "docker: images {}; up to {} containers, each {} MiB, {} CPUs, {} pids, network {}, read-only root with {} MiB tmpfs, {} ms at most, {} KiB of output per stream",
             settings.images.join(", "),
             settings.max_running,
             settings.memory_mb,
             settings.cpus,
             settings.pids,
             settings.network,
+            settings.tmpfs_mb,
             settings.timeout_ms,
             settings.max_output_kb
         )];
