@@ -69,3 +69,19 @@ pub fn inspect(id: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Removes every container of a data directory when dropped, so a test that
+/// fails half-way leaves nothing running on the (shared) engine.
+pub struct RemoveOnDrop(pub String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let ids = containers("pulp.data-dir", &self.0);
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+    }
+}

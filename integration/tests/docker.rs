@@ -578,6 +578,7 @@ fn a_killed_hosts_container_is_removed_at_its_deadline_by_another_host() {
     }
     // Two hosts on one data directory; the second starts after the first.
     let watcher = Jobs::start(SETTINGS);
+    let _cleanup = docker::RemoveOnDrop(watcher.data.path().to_str().unwrap().to_string());
     let dir = tempfile::tempdir().unwrap();
     let crashing = RunningPulp::start(
         &["--data-dir", watcher.data.path().to_str().unwrap()],

@@ -57,6 +57,7 @@ fn exited_containers_not_yet_removed_count_against_max_running() {
     let data = tempfile::tempdir().unwrap();
     let data_dir = std::path::absolute(data.path()).unwrap();
     let data_dir = data_dir.to_str().unwrap();
+    let _cleanup = docker::RemoveOnDrop(data_dir.to_string());
     let scratch = ScratchPlugin::wat(
         "spawner",
         &spawner(),
