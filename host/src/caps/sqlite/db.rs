@@ -35,7 +35,8 @@ pub const DEFAULT_HEAP_LIMIT: i64 = 1 << 30;
 /// code 9 instead of the host running out of memory. This is the backstop for
 /// what no per-connection limit bounds (a statement holding many values of up
 /// to the length limit at once). Returns the previous limit. A limit set here
-/// before the first database opens replaces [`DEFAULT_HEAP_LIMIT`].
+/// before the first database opens replaces [`DEFAULT_HEAP_LIMIT`]; 0 (none)
+/// is replaced by the default when the next database opens.
 pub fn set_heap_limit(bytes: i64) -> i64 {
     // SAFETY: sqlite3_hard_heap_limit64 takes no pointers and is thread-safe
     // (SQLITE_THREADSAFE=1 in the bundled build).
