@@ -675,3 +675,32 @@ fn an_image_volume_is_a_bounded_tmpfs_not_a_volume_on_the_host_disk() {
     assert_eq!(jobs.kill(id), 202);
     jobs.finished(id);
 }
+
+#[test]
+fn a_cpu_burner_ends_by_itself_when_its_host_is_killed() {
+    if !docker::available("a_cpu_burner_ends_by_itself") {
+        return;
+    }
+    let mut jobs = Jobs::start(&format!("{SETTINGS}\ntimeout_ms = 2000"));
+    let _cleanup = docker::RemoveOnDrop(jobs.data.path().to_str().unwrap().to_string());
+    jobs.start_job(json!({"cmd": ["sh", "-c", "while :; do :; done"]}));
+    let container = jobs.await_containers(1).remove(0);
+    let crashed = jobs.pulp.take().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &crashed.pid().to_string()])
+        .status()
+        .unwrap();
+    crashed.wait();
+    // No host is left on the data directory: the kernel ends it at its CPU
+    // time (3 s for a 2 s timeout on one CPU), not a reaper.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+        if state[0]["State"]["Running"] == false {
+            assert_eq!(state[0]["State"]["ExitCode"], 137, "SIGKILL: {state}");
+            break;
+        }
+        assert!(Instant::now() < until, "still burning CPU: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -6,7 +6,7 @@
 use super::engine::{force_remove, Engine};
 use super::image::{self, LocalImage};
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, KillContainerOptions, StartContainerOptions,
     WaitContainerOptions,
@@ -145,7 +145,9 @@ async fn released(stop: &mut watch::Receiver<Stop>) {
 /// filesystem is read-only (so are `/etc/hosts` and friends then); it may
 /// write only to a tmpfs of `tmpfs_mb` at `/tmp` and at each `VOLUME` of the
 /// image, memory its cgroup is charged for. Where the storage driver can, the
-/// writable layer is capped at `tmpfs_mb` as well.
+/// writable layer is capped at `tmpfs_mb` as well. Each process gets the CPU
+/// time its timeout allows ([`cpu_seconds`]), so one that burns CPU ends by
+/// itself even when no host is left to kill it.
 async fn create(engine: &Engine, docker: &Docker, job: &Job) -> Result<String, String> {
     let image = image::resolve(docker, &job.image).await?;
     if engine.storage_quota_possible() {
@@ -164,6 +166,16 @@ async fn create(engine: &Engine, docker: &Docker, job: &Job) -> Result<String, S
     create_with(docker, job, &image, false)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// `RLIMIT_CPU` of each process in the container, seconds: what it could use
+/// running flat out on all its CPUs until its timeout, and one more. The
+/// kernel kills a process there (even the container's PID 1), so a runaway
+/// computation ends with or without its host; one that sleeps or keeps
+/// forking fresh processes is only ended by a host (see the deadline label).
+fn cpu_seconds(job: &Job) -> i64 {
+    let cpus = (job.nano_cpus as f64 / 1e9).max(1.0);
+    (job.timeout.as_secs_f64() * cpus).ceil() as i64 + 1
 }
 
 /// True when Docker refused a create for its `StorageOpt` alone.
@@ -213,6 +225,11 @@ async fn create_with(
                 config: None,
             }),
             readonly_rootfs: Some(true),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("cpu".into()),
+                soft: Some(cpu_seconds(job)),
+                hard: Some(cpu_seconds(job)),
+            }]),
             tmpfs: Some(tmpfs),
             storage_opt: storage_quota
                 .then(|| HashMap::from([("size".to_string(), format!("{}m", job.tmpfs_mb))])),
@@ -410,6 +427,29 @@ mod tests {
         c.push(b"defg");
         c.push(b"h");
         assert_eq!((c.bytes.as_slice(), c.truncated), (&b"abcde"[..], true));
+    }
+
+    #[test]
+    fn cpu_time_covers_the_timeout_on_every_cpu() {
+        let job = |timeout_ms, nano_cpus| Job {
+            spawn_id: 1,
+            plugin: "p".into(),
+            image: "i".into(),
+            cmd: Vec::new(),
+            env: Vec::new(),
+            stdin: Vec::new(),
+            timeout: Duration::from_millis(timeout_ms),
+            labels: HashMap::new(),
+            memory_bytes: 1 << 30,
+            nano_cpus,
+            pids: 1,
+            network: "none".into(),
+            max_output: 1,
+            tmpfs_mb: 1,
+        };
+        assert_eq!(cpu_seconds(&job(2000, 500_000_000)), 3);
+        assert_eq!(cpu_seconds(&job(2500, 2_000_000_000)), 6);
+        assert_eq!(cpu_seconds(&job(1, 1_000_000_000)), 2);
     }
 
     #[test]
