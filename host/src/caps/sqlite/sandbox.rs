@@ -33,7 +33,7 @@ const DENIED_PRAGMAS: &[&str] = &["temp_store_directory", "data_store_directory"
 /// Pragmas a plugin may read but not set: each would raise what SQLite holds
 /// for the plugin (memory, disk, threads), undo the `max_db_mb` quota, or
 /// weaken the durability and locking the host set up at open.
-pub const FIXED_PRAGMAS: &[&str] = &[
+const FIXED_PRAGMAS: &[&str] = &[
     "busy_timeout",
     "cache_size",
     "cache_spill",
