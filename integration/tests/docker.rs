@@ -506,6 +506,7 @@ fn the_root_filesystem_is_read_only_and_tmp_is_a_bounded_tmpfs() {
         job["stdout"], "root-refused\nhosts-refused\ntmp-full\n2048\n",
         "{job}"
     );
+    jobs.await_containers(0);
     let id = jobs.start_job(json!({"cmd": ["sleep", "60"]}));
     let container = jobs.await_containers(1).remove(0);
     let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
@@ -664,6 +665,7 @@ fn an_image_volume_is_a_bounded_tmpfs_not_a_volume_on_the_host_disk() {
         "dd if=/dev/zero of=/data/f bs=1024 count=2048 2>/dev/null || echo data-full; \
          grep ' /data ' /proc/mounts | cut -d' ' -f3"]}));
     assert_eq!(job["stdout"], "data-full\ntmpfs\n", "{job}");
+    jobs.await_containers(0);
     let id = jobs.start_job(json!({"image": image, "cmd": ["sleep", "60"]}));
     let container = jobs.await_containers(1).remove(0);
     let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
@@ -685,6 +687,16 @@ fn a_cpu_burner_ends_by_itself_when_its_host_is_killed() {
     let _cleanup = docker::RemoveOnDrop(jobs.data.path().to_str().unwrap().to_string());
     jobs.start_job(json!({"cmd": ["sh", "-c", "while :; do :; done"]}));
     let container = jobs.await_containers(1).remove(0);
+    let running = || {
+        let state: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+        state[0]["State"]["Running"] == true
+    };
+    // Created is not started: kill the host only once the container runs.
+    let until = Instant::now() + Duration::from_secs(15);
+    while !running() {
+        assert!(Instant::now() < until, "{container} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let crashed = jobs.pulp.take().unwrap();
     std::process::Command::new("kill")
         .args(["-9", &crashed.pid().to_string()])
