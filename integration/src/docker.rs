@@ -75,9 +75,18 @@ pub fn inspect(id: &str) -> String {
 pub struct RemoveOnDrop(pub String);
 
 impl Drop for RemoveOnDrop {
+    /// Never panics (it may run while a test unwinds, or with no engine).
     fn drop(&mut self) {
-        let ids = containers("pulp.data-dir", &self.0);
-        if !ids.is_empty() {
+        let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--no-trunc", "--filter"])
+            .arg(format!("label=pulp.data-dir={}", self.0))
+            .output()
+        else {
+            return;
+        };
+        let found = String::from_utf8_lossy(&out.stdout);
+        let ids: Vec<&str> = found.lines().collect();
+        if out.status.success() && !ids.is_empty() {
             let _ = Command::new("docker")
                 .args(["rm", "-f"])
                 .args(&ids)

@@ -137,6 +137,17 @@ impl Jobs {
     }
 }
 
+/// A test that fails half-way leaves nothing on the (shared) engine: the
+/// host is killed, then its containers are removed.
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        drop(self.pulp.take());
+        drop(docker::RemoveOnDrop(
+            self.data.path().to_str().unwrap_or_default().to_string(),
+        ));
+    }
+}
+
 fn json_of(body: &[u8]) -> Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
@@ -579,7 +590,6 @@ fn a_killed_hosts_container_is_removed_at_its_deadline_by_another_host() {
     }
     // Two hosts on one data directory; the second starts after the first.
     let watcher = Jobs::start(SETTINGS);
-    let _cleanup = docker::RemoveOnDrop(watcher.data.path().to_str().unwrap().to_string());
     let dir = tempfile::tempdir().unwrap();
     let crashing = RunningPulp::start(
         &["--data-dir", watcher.data.path().to_str().unwrap()],
@@ -684,7 +694,6 @@ fn a_cpu_burner_ends_by_itself_when_its_host_is_killed() {
         return;
     }
     let mut jobs = Jobs::start(&format!("{SETTINGS}\ntimeout_ms = 2000"));
-    let _cleanup = docker::RemoveOnDrop(jobs.data.path().to_str().unwrap().to_string());
     jobs.start_job(json!({"cmd": ["sh", "-c", "while :; do :; done"]}));
     let container = jobs.await_containers(1).remove(0);
     let running = || {
