@@ -11,12 +11,19 @@ use pulp_host::{FaultKind, Host, Plugin, PluginFault};
 use pulp_integration::sql_runner::{payload, runner_wat, EXEC, QUERY};
 use pulp_integration::{wat_data, wat_plugin, ScratchPlugin};
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 /// SQLite's process-wide heap limit in this test process: small, so a
 /// statement that would build gigabytes is stopped after a few megabytes.
 const HEAP_LIMIT: i64 = 64 << 20;
+
+/// The tests here take turns: one filling the shared heap limit must not make
+/// a statement of another fail beside it.
+fn alone() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn limit_heap() {
     static ONCE: Once = Once::new();
@@ -110,6 +117,7 @@ fn wide_row(f: &str, n: usize) -> String {
 
 #[test]
 fn a_wide_row_of_large_values_is_refused_before_the_host_holds_it() {
+    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), "");
     let rss_before = status_kb("VmRSS:");
@@ -151,6 +159,7 @@ fn a_wide_row_of_large_values_is_refused_before_the_host_holds_it() {
 
 #[test]
 fn writes_past_max_db_mb_are_code_9_and_the_file_stays_within_it() {
+    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), "[grants.\"storage.sqlite\"]\nmax_db_mb = 2");
     assert_eq!(db.exec("CREATE TABLE t(v)"), 0);
@@ -178,6 +187,7 @@ fn writes_past_max_db_mb_are_code_9_and_the_file_stays_within_it() {
 
 #[test]
 fn pragmas_that_raise_a_budget_are_code_4_and_reading_them_is_not() {
+    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), "");
     for (pragma, value) in [
@@ -228,6 +238,7 @@ fn straight_line_statements(calls: usize) -> String {
 
 #[test]
 fn many_statements_in_one_step_end_at_the_steps_deadline() {
+    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let (mut plugin, _scratch, _host) = start(
         dir.path(),

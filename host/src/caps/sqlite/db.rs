@@ -326,8 +326,9 @@ fn min_encoded_len(value: ValueRef<'_>) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::sync::{RwLock, RwLockReadGuard};
 
     fn open(dir: &Path) -> Database {
         Database::open(
@@ -339,6 +340,15 @@ mod tests {
             1,
         )
         .unwrap()
+    }
+
+    /// Tests that set SQLite's process-wide heap limit take this for writing,
+    /// every other SQLite test for reading: a statement filling a small limit
+    /// must not make a test running beside it fail with SQLITE_NOMEM.
+    pub(crate) static HEAP: RwLock<()> = RwLock::new(());
+
+    pub(crate) fn shared_heap() -> RwLockReadGuard<'static, ()> {
+        HEAP.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The deadline of a call starting now.
@@ -355,6 +365,7 @@ mod tests {
 
     #[test]
     fn values_keep_their_types_through_sqlite() {
+        let _heap = shared_heap();
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         db.exec(soon(), "CREATE TABLE t (v)", vec![]).unwrap();
@@ -387,6 +398,7 @@ mod tests {
 
     #[test]
     fn sandbox_refuses_escapes() {
+        let _heap = shared_heap();
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         let other = dir.path().join("other.db");
@@ -403,6 +415,7 @@ mod tests {
 
     #[test]
     fn runaway_query_is_interrupted() {
+        let _heap = shared_heap();
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
@@ -417,6 +430,7 @@ mod tests {
 
     #[test]
     fn results_over_the_limits_are_refused() {
+        let _heap = shared_heap();
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         let many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 101) SELECT x FROM c";
@@ -439,6 +453,7 @@ mod tests {
 
     #[test]
     fn the_database_stops_growing_at_its_quota() {
+        let _heap = shared_heap();
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         for table in ["t", "temp.u"] {
@@ -462,6 +477,7 @@ mod tests {
 
     #[test]
     fn a_call_after_its_deadline_does_not_start() {
+        let _heap = shared_heap();
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         let past = Instant::now();
@@ -473,6 +489,7 @@ mod tests {
 
     #[test]
     fn transactions_span_calls_and_are_rolled_back() {
+        let _heap = shared_heap();
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         db.exec(soon(), "CREATE TABLE t (v)", vec![]).unwrap();

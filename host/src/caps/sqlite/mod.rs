@@ -400,6 +400,8 @@ mod tests {
 
     #[test]
     fn each_refusal_names_the_limit_it_hit() {
+        // Alone: the small heap limit below is process-wide.
+        let _heap = db::tests::HEAP.write().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let limits = ResultLimits {
             max_bytes: 2 << 20,
