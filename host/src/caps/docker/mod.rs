@@ -21,10 +21,7 @@ mod image;
 mod run;
 mod settings;
 
-pub use engine::{
-    DEADLINE_GRACE, LABEL_DATA_DIR, LABEL_DEADLINE, LABEL_HOST, LABEL_PLUGIN, LABEL_SPAWN,
-    SWEEP_EVERY,
-};
+pub use engine::{LABEL_DATA_DIR, LABEL_DEADLINE, LABEL_HOST, LABEL_PLUGIN, LABEL_SPAWN};
 pub use settings::DockerSettings;
 
 use engine::{Engine, Reap};
