@@ -69,3 +69,28 @@ pub fn inspect(id: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Removes every container of a data directory when dropped, so a test that
+/// fails half-way leaves nothing running on the (shared) engine.
+pub struct RemoveOnDrop(pub String);
+
+impl Drop for RemoveOnDrop {
+    /// Never panics (it may run while a test unwinds, or with no engine).
+    fn drop(&mut self) {
+        let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--no-trunc", "--filter"])
+            .arg(format!("label=pulp.data-dir={}", self.0))
+            .output()
+        else {
+            return;
+        };
+        let found = String::from_utf8_lossy(&out.stdout);
+        let ids: Vec<&str> = found.lines().collect();
+        if out.status.success() && !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+    }
+}

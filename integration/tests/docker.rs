@@ -8,6 +8,7 @@ use pulp_integration::docker::{self, IMAGE};
 use pulp_integration::http_client::{request, wait_until_serving};
 use pulp_integration::{example_manifest, plugin_wasm, pulp, text, RunningPulp};
 use serde_json::{json, Value};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,17 @@ impl Jobs {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A test that fails half-way leaves nothing on the (shared) engine: the
+/// host is killed, then its containers are removed.
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        drop(self.pulp.take());
+        drop(docker::RemoveOnDrop(
+            self.data.path().to_str().unwrap_or_default().to_string(),
+        ));
     }
 }
 
@@ -299,7 +311,8 @@ fn max_running_is_enforced_per_plugin() {
     jobs.await_containers(1);
     assert_eq!(jobs.kill(first), 202);
     jobs.finished(first);
-    // The slot is free once the exit is reported.
+    // The slot is free once the container is removed (just after its exit is reported).
+    jobs.await_containers(0);
     let next = jobs.run(json!({"cmd": ["true"]}));
     assert_eq!(next["status"], "exited", "{next}");
 }
@@ -488,4 +501,227 @@ fn a_bad_out_address_is_refused_before_the_container_starts() {
     assert_eq!(during, Vec::<String>::new(), "{said}");
     // The step returns the import's code, which `pulp run` prints as an output handle.
     assert!(said.contains("spawner step 3 output 8"), "{said}");
+}
+
+#[test]
+fn the_root_filesystem_is_read_only_and_tmp_is_a_bounded_tmpfs() {
+    if !docker::available("the_root_filesystem_is_read_only") {
+        return;
+    }
+    let jobs = Jobs::start(&format!("{SETTINGS}\ntmpfs_mb = 2"));
+    let job = jobs.run(json!({"cmd": ["sh", "-c",
+        "echo x > /x || echo root-refused; echo x >> /etc/hosts || echo hosts-refused; \
+         dd if=/dev/zero of=/tmp/f bs=1024 count=4096 2>/dev/null || echo tmp-full; \
+         echo $(( $(wc -c < /tmp/f) / 1024 ))"]}));
+    assert_eq!(
+        job["stdout"], "root-refused\nhosts-refused\ntmp-full\n2048\n",
+        "{job}"
+    );
+    jobs.await_containers(0);
+    let id = jobs.start_job(json!({"cmd": ["sleep", "60"]}));
+    let container = jobs.await_containers(1).remove(0);
+    let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+    let host = &inspected[0]["HostConfig"];
+    assert_eq!(host["ReadonlyRootfs"], true, "{host}");
+    assert_eq!(host["Tmpfs"]["/tmp"], "rw,nosuid,nodev,size=2m", "{host}");
+    assert_eq!(jobs.kill(id), 202);
+    jobs.finished(id);
+}
+
+/// The id of the test image, `sha256:…`.
+fn image_id() -> String {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", IMAGE])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_pinned_image_runs_only_when_the_local_image_has_its_digest() {
+    if !docker::available("a_pinned_image") {
+        return;
+    }
+    let digest = image_id();
+    let jobs = Jobs::start(&format!(r#"images = ["{IMAGE}@{digest}"]"#));
+    // The plugin asks for the name; the pin decides what runs.
+    let id = jobs.start_job(json!({"cmd": ["sleep", "60"]}));
+    let container = jobs.await_containers(1).remove(0);
+    let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+    assert_eq!(inspected[0]["Image"], digest.as_str(), "{inspected}");
+    assert_eq!(jobs.kill(id), 202);
+    jobs.finished(id);
+    jobs.await_containers(0);
+
+    let other = format!("sha256:{}", "0".repeat(64));
+    let jobs = Jobs::start(&format!(r#"images = ["{IMAGE}@{other}"]"#));
+    let job = jobs.run(json!({"cmd": ["true"]}));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("no image on the Docker host has digest {other}")),
+        "{job}"
+    );
+    assert!(jobs.containers().is_empty());
+    // A digest that is not one is refused at load.
+    let dir = tempfile::tempdir().unwrap();
+    let out = pulp()
+        .arg("check")
+        .arg(manifest(
+            dir.path(),
+            &format!(r#"images = ["{IMAGE}@sha256:abc"]"#),
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not an image reference"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_killed_hosts_container_is_removed_at_its_deadline_by_another_host() {
+    if !docker::available("a_killed_hosts_container") {
+        return;
+    }
+    // Two hosts on one data directory; the second starts after the first.
+    let watcher = Jobs::start(SETTINGS);
+    let dir = tempfile::tempdir().unwrap();
+    let crashing = RunningPulp::start(
+        &["--data-dir", watcher.data.path().to_str().unwrap()],
+        &[&manifest(
+            dir.path(),
+            &format!("{SETTINGS}\ntimeout_ms = 1000"),
+        )],
+    );
+    wait_until_serving(crashing.addr, "/jobs/x");
+    let r = request(
+        crashing.addr,
+        "POST",
+        "/jobs",
+        &[("content-type", "application/json")],
+        json!({"cmd": ["sleep", "600"]}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let container = watcher.await_containers(1).remove(0);
+    let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+    let deadline: u64 = inspected[0]["Config"]["Labels"]["pulp.deadline"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        deadline > now_ms && deadline <= now_ms + 1000 + 5000,
+        "deadline {deadline} vs now {now_ms}: the timeout and 5 s of grace"
+    );
+    std::process::Command::new("kill")
+        .args(["-9", &crashing.pid().to_string()])
+        .status()
+        .unwrap();
+    crashing.wait();
+    let killed = Instant::now();
+    assert_eq!(watcher.containers(), vec![container.clone()], "still there");
+    // The other host's sweep (every 5 s) removes it once its deadline has passed.
+    let until = Instant::now() + Duration::from_secs(20);
+    while !watcher.containers().is_empty() {
+        assert!(Instant::now() < until, "{container} outlived its deadline");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(now_ms >= deadline, "removed {} ms early", deadline - now_ms);
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn an_image_volume_is_a_bounded_tmpfs_not_a_volume_on_the_host_disk() {
+    if !docker::available("an_image_volume_is_a_bounded_tmpfs") {
+        return;
+    }
+    let image = "pulp-busybox-volume";
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", image, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {IMAGE}\nVOLUME /data\n").as_bytes())
+        .unwrap();
+    let built = build.wait_with_output().unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+
+    let jobs = Jobs::start(&format!("images = [\"{image}\"]\ntmpfs_mb = 1"));
+    let job = jobs.run(json!({"image": image, "cmd": ["sh", "-c",
+        "dd if=/dev/zero of=/data/f bs=1024 count=2048 2>/dev/null || echo data-full; \
+         grep ' /data ' /proc/mounts | cut -d' ' -f3"]}));
+    assert_eq!(job["stdout"], "data-full\ntmpfs\n", "{job}");
+    jobs.await_containers(0);
+    let id = jobs.start_job(json!({"image": image, "cmd": ["sleep", "60"]}));
+    let container = jobs.await_containers(1).remove(0);
+    let inspected: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+    assert_eq!(inspected[0]["Mounts"], json!([]), "no volume: {inspected}");
+    assert_eq!(
+        inspected[0]["HostConfig"]["Tmpfs"]["/data"],
+        "rw,nosuid,nodev,size=1m"
+    );
+    assert_eq!(jobs.kill(id), 202);
+    jobs.finished(id);
+}
+
+#[test]
+fn a_cpu_burner_ends_by_itself_when_its_host_is_killed() {
+    if !docker::available("a_cpu_burner_ends_by_itself") {
+        return;
+    }
+    let mut jobs = Jobs::start(&format!("{SETTINGS}\ntimeout_ms = 2000"));
+    jobs.start_job(json!({"cmd": ["sh", "-c", "while :; do :; done"]}));
+    let container = jobs.await_containers(1).remove(0);
+    let running = || {
+        let state: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+        state[0]["State"]["Running"] == true
+    };
+    // Created is not started: kill the host only once the container runs.
+    let until = Instant::now() + Duration::from_secs(15);
+    while !running() {
+        assert!(Instant::now() < until, "{container} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let crashed = jobs.pulp.take().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &crashed.pid().to_string()])
+        .status()
+        .unwrap();
+    crashed.wait();
+    // No host is left on the data directory: the kernel ends it at its CPU
+    // time (3 s for a 2 s timeout on one CPU), not a reaper.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: Value = serde_json::from_str(&docker::inspect(&container)).unwrap();
+        if state[0]["State"]["Running"] == false {
+            assert_eq!(state[0]["State"]["ExitCode"], 137, "SIGKILL: {state}");
+            break;
+        }
+        assert!(Instant::now() < until, "still burning CPU: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -215,8 +215,16 @@ fn results_over_the_limit_are_code_9() {
         "[grants.\"storage.sqlite\"]\nmax_result_kb = 1\nmax_rows = 50",
     );
     db.exec("CREATE TABLE t(v)", &[]).unwrap();
-    db.exec("INSERT INTO t VALUES (?)", &[Value::Str("x".repeat(2000))])
-        .unwrap();
+    // A value longer than a result may be is refused when it is built.
+    assert_eq!(
+        db.exec("INSERT INTO t VALUES (?)", &[Value::Str("x".repeat(2000))])
+            .map(|_| ()),
+        Err(9)
+    );
+    for _ in 0..2 {
+        db.exec("INSERT INTO t VALUES (?)", &[Value::Str("x".repeat(600))])
+            .unwrap();
+    }
     assert_eq!(db.query("SELECT v FROM t", &[]).map(|_| ()), Err(9));
     db.exec("DELETE FROM t", &[]).unwrap();
     for i in 0..60 {

@@ -7,25 +7,29 @@
 //! once and runs the container on the capability's own runtime
 //! ([`run`]). Its end arrives as a `docker.exit` event in the plugin's
 //! mailbox, also when it failed (`error` set). `docker_kill({spawn_id})` stops
-//! one early. When the instance stops or fails, its containers are killed
-//! and removed before `release` returns, so none outlives a clean exit; ones
-//! left by a crashed earlier run of the same data directory are removed when
-//! the first instance starts ([`engine`]), or at a later start when Docker
-//! did not answer then.
+//! one early. A container counts against `max_running` from the spawn until
+//! it is removed (after its exit is reported, which may wait for room in the
+//! mailbox), and in the plugin's usage as long. When the instance stops or
+//! fails, its containers are killed and removed before `release` returns, so
+//! none outlives a clean exit; ones left by a crashed earlier run of the same
+//! data directory are removed when the first instance starts ([`engine`]), or
+//! at a later start when Docker did not answer then, and ones of other hosts
+//! past their deadline label while this one runs.
 
 mod engine;
+mod image;
 mod run;
 mod settings;
 
-pub use engine::{LABEL_DATA_DIR, LABEL_HOST, LABEL_PLUGIN, LABEL_SPAWN};
+pub use engine::{LABEL_DATA_DIR, LABEL_DEADLINE, LABEL_HOST, LABEL_PLUGIN, LABEL_SPAWN};
 pub use settings::DockerSettings;
 
-use engine::Engine;
+use engine::{Engine, Reap};
 use pulp_abi::docker::{DockerExit, DockerKill, DockerSpawn, DockerSpawned, EXIT_EVENT};
 use pulp_abi::{Code, StepEvent};
 use pulp_ext::{
     host_fn, Capability, CapabilityError, EventRejected, EventSink, HostError, ImportSpec,
-    PluginInfo, PluginState,
+    PluginInfo, PluginState, PluginUsage,
 };
 use run::{Job, Stop};
 use std::collections::HashMap;
@@ -54,9 +58,28 @@ struct Running {
     plugin: String,
     instance: u64,
     stop: watch::Sender<Stop>,
-    /// Its exit was reported; only the removal is left. It no longer counts
-    /// against `max_running`, but `release` still waits for it.
+    /// Its exit was reported; only the removal is left. It still counts
+    /// against `max_running`, and `release` still waits for it.
     exited: bool,
+}
+
+/// How many containers exist for `plugin` (spawned and not yet removed).
+fn count_of(running: &HashMap<u64, Running>, plugin: &str) -> usize {
+    running.values().filter(|r| r.plugin == plugin).count()
+}
+
+/// Drops a spawn whose container is removed (or was never created) and
+/// charges the plugin's usage with the containers left.
+fn forget(shared: &Shared, spawn_id: u64, plugin: &str, usage: &PluginUsage) {
+    if let Ok(mut running) = shared.running.lock() {
+        running.remove(&spawn_id);
+        charge(&running, plugin, usage);
+    }
+}
+
+/// Charges the plugin's usage with its containers now.
+fn charge(running: &HashMap<u64, Running>, plugin: &str, usage: &PluginUsage) {
+    usage.set_containers(count_of(running, plugin) as u64);
 }
 
 struct Shared {
@@ -66,6 +89,8 @@ struct Shared {
     next_instance: AtomicU64,
     /// Containers of an earlier run were looked for (retried until Docker answers).
     reaped: AtomicBool,
+    /// The deadline sweep runs.
+    sweeping: AtomicBool,
 }
 
 /// The Docker capability. Clones share one connection and one table of
@@ -98,6 +123,7 @@ impl DockerCapability {
                 next_spawn: AtomicU64::new(1),
                 next_instance: AtomicU64::new(1),
                 reaped: AtomicBool::new(false),
+                sweeping: AtomicBool::new(false),
             }),
         }
     }
@@ -111,15 +137,13 @@ impl DockerCapability {
             .slot::<DockerSlot>()
             .ok_or_else(|| HostError::failed("spawn.docker was not set up for this instance"))?;
         let settings = &slot.settings;
-        let image = settings::normalise_image(&request.image)
-            .filter(|_| settings.allows(&request.image))
-            .ok_or_else(|| {
-                HostError::invalid(format!(
-                    "image {:?} is not in the manifest's images ({})",
-                    request.image,
-                    settings.images.join(", ")
-                ))
-            })?;
+        let image = settings.image_for(&request.image).ok_or_else(|| {
+            HostError::invalid(format!(
+                "image {:?} is not in the manifest's images ({})",
+                request.image,
+                settings.images.join(", ")
+            ))
+        })?;
         let env = environment(&request)?;
         if request.cmd.iter().any(|arg| arg.contains('\0')) {
             return Err(HostError::invalid("cmd arguments may not contain NUL"));
@@ -135,21 +159,19 @@ impl DockerCapability {
             }
         };
         let plugin = state.info().name.clone();
+        let usage = state.info().usage.clone();
         let (stop, stopped) = watch::channel(Stop::Run);
         let spawn_id = {
             let mut running = shared
                 .running
                 .lock()
                 .map_err(|_| HostError::failed("spawn table poisoned"))?;
-            let mine = running
-                .values()
-                .filter(|r| r.plugin == plugin && !r.exited)
-                .count();
+            let mine = count_of(&running, &plugin);
             if mine >= settings.max_running as usize {
                 return Err(HostError::code(
                     Code::LimitExceeded,
                     format!(
-                        "{mine} containers running, the manifest's max_running is {}",
+                        "{mine} containers exist for this plugin (running, or exited and not yet removed): over max_running = {}",
                         settings.max_running
                     ),
                 ));
@@ -164,25 +186,32 @@ impl DockerCapability {
                     exited: false,
                 },
             );
+            charge(&running, &plugin, &usage);
             spawn_id
         };
+        let timeout = Duration::from_millis(timeout_ms);
         let job = Job {
             spawn_id,
-            labels: shared.engine.labels(&slot.data_root, &plugin, spawn_id),
+            labels: shared
+                .engine
+                .labels(&slot.data_root, &plugin, spawn_id, timeout),
             plugin,
             image,
             cmd: request.cmd,
             env,
             stdin: request.stdin,
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
             memory_bytes: settings.memory_bytes(),
             nano_cpus: settings.nano_cpus(),
             pids: settings.pids,
             network: settings.network.clone(),
             max_output: settings.max_output(),
+            tmpfs_mb: settings.tmpfs_mb,
         };
         let sink = state.events().clone();
         let task_shared = shared.clone();
+        let task_usage = usage.clone();
+        let plugin = job.plugin.clone();
         let started = shared.engine.spawn(async move {
             let engine = task_shared.engine.clone();
             run::run(engine, job, stopped, |exit| async {
@@ -194,14 +223,10 @@ impl DockerCapability {
                 deliver(sink.as_ref(), exit).await;
             })
             .await;
-            if let Ok(mut running) = task_shared.running.lock() {
-                running.remove(&spawn_id);
-            }
+            forget(&task_shared, spawn_id, &plugin, &task_usage);
         });
         if let Err(e) = started {
-            if let Ok(mut running) = shared.running.lock() {
-                running.remove(&spawn_id);
-            }
+            forget(shared, spawn_id, &state.info().name, &usage);
             return Err(HostError::failed(e));
         }
         Ok(DockerSpawned { spawn_id })
@@ -229,13 +254,14 @@ impl DockerCapability {
     /// an allowed image cannot be found.
     fn survey(&self, settings: &DockerSettings) -> Vec<String> {
         let mut notes = vec![format!(
-            "docker: images {}; up to {} running, each {} MiB, {} CPUs, {} pids, network {}, {} ms at most, {} KiB of output per stream",
+            "docker: images {}; up to {} containers, each {} MiB, {} CPUs, {} pids, network {}, read-only root with {} MiB tmpfs, {} ms at most, {} KiB of output per stream",
             settings.images.join(", "),
             settings.max_running,
             settings.memory_mb,
             settings.cpus,
             settings.pids,
             settings.network,
+            settings.tmpfs_mb,
             settings.timeout_ms,
             settings.max_output_kb
         )];
@@ -244,8 +270,8 @@ impl DockerCapability {
             let docker = engine.client().await?;
             let mut warnings = Vec::new();
             for image in &settings.images {
-                if docker.inspect_image(image).await.is_err() {
-                    warnings.push(format!("image {image} is not on the Docker host; spawns of it will fail (Pulp never pulls)"));
+                if let Err(e) = image::resolve(&docker, image).await {
+                    warnings.push(format!("{e}; spawns of it will fail"));
                 }
             }
             let cpus = docker.info().await.ok().and_then(|info| info.ncpu);
@@ -361,7 +387,10 @@ impl Capability for DockerCapability {
             .unwrap_or_default();
         let engine = &self.shared.engine;
         if !self.shared.reaped.load(Ordering::Acquire) {
-            match engine.block_on(engine.reap(&data_root)).and_then(|r| r) {
+            match engine
+                .block_on(engine.reap(&data_root, Reap::LeftBehind))
+                .and_then(|r| r)
+            {
                 Ok(n) => {
                     self.shared.reaped.store(true, Ordering::Release);
                     if n > 0 {
@@ -374,6 +403,12 @@ impl Capability for DockerCapability {
                 Err(e) => tracing::warn!(
                     "could not look for containers left by an earlier run (tried again at the next start): {e}"
                 ),
+            }
+        }
+        if !self.shared.sweeping.swap(true, Ordering::AcqRel) {
+            if let Err(e) = engine.start_sweeper(&data_root) {
+                self.shared.sweeping.store(false, Ordering::Release);
+                tracing::warn!("docker: the deadline sweep could not start (tried again at the next start): {e}");
             }
         }
         state.insert_slot(DockerSlot {
@@ -418,6 +453,9 @@ impl Capability for DockerCapability {
                 plugin = %state.info().name,
                 "containers of this instance were not all removed within {RELEASE_WAIT:?}"
             );
+        }
+        if let Ok(running) = self.shared.running.lock() {
+            charge(&running, &state.info().name, &state.info().usage);
         }
     }
 }

@@ -4,8 +4,9 @@
 //! `error`, never a host error.
 
 use super::engine::{force_remove, Engine};
+use super::image::{self, LocalImage};
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, KillContainerOptions, StartContainerOptions,
     WaitContainerOptions,
@@ -53,6 +54,8 @@ pub struct Job {
     pub pids: i64,
     pub network: String,
     pub max_output: usize,
+    /// Size of `/tmp` and of each image `VOLUME`, MiB.
+    pub tmpfs_mb: u64,
 }
 
 /// Output of one stream, cut at a limit.
@@ -101,7 +104,7 @@ where
     };
     let mut created = None;
     let outcome = match engine.client().await {
-        Ok(docker) => match create(&docker, &job).await {
+        Ok(docker) => match create(&engine, &docker, &job).await {
             Ok(id) => {
                 let outcome = supervise(&docker, &id, &job, &mut stop, &mut exit).await;
                 created = Some((docker, id));
@@ -117,20 +120,89 @@ where
         exit.error = Some(cut(error));
     }
     if *stop.borrow() != Stop::Release {
-        report(exit).await;
+        // The report may wait for room in the mailbox: a release ends the wait.
+        tokio::select! {
+            () = report(exit) => {}
+            () = released(&mut stop) => {}
+        }
     }
     if let Some((docker, id)) = created {
         remove(&docker, &id, &job).await;
     }
 }
 
+/// Resolves once the instance is released.
+async fn released(stop: &mut watch::Receiver<Stop>) {
+    if stop.wait_for(|s| *s == Stop::Release).await.is_err() {
+        // No sender: nobody can release it any more.
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Creates the container, sandboxed: no capabilities, no new privileges, the
 /// manifest's memory/CPU/pids/network limits, and no log driver (output is
-/// read through the attach stream, so Docker stores none of it).
-async fn create(docker: &Docker, job: &Job) -> Result<String, String> {
+/// read through the attach stream, so Docker stores none of it). Its root
+/// filesystem is read-only (so are `/etc/hosts` and friends then); it may
+/// write only to a tmpfs of `tmpfs_mb` at `/tmp` and at each `VOLUME` of the
+/// image, memory its cgroup is charged for. Where the storage driver can, the
+/// writable layer is capped at `tmpfs_mb` as well. Each process gets the CPU
+/// time its timeout allows ([`cpu_seconds`]), so one that burns CPU ends by
+/// itself even when no host is left to kill it.
+async fn create(engine: &Engine, docker: &Docker, job: &Job) -> Result<String, String> {
+    let image = image::resolve(docker, &job.image).await?;
+    if engine.storage_quota_possible() {
+        match create_with(docker, job, &image, true).await {
+            Err(CallError::Docker(e)) if is_storage_opt_refusal(&e) => {
+                engine.storage_quota_found(false)
+            }
+            created => {
+                if created.is_ok() {
+                    engine.storage_quota_found(true);
+                }
+                return created.map_err(|e| e.to_string());
+            }
+        }
+    }
+    create_with(docker, job, &image, false)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `RLIMIT_CPU` of each process in the container, seconds: what it could use
+/// running flat out on all its CPUs until its timeout, and one more. The
+/// kernel kills a process there (even the container's PID 1), so a runaway
+/// computation ends with or without its host; one that sleeps or keeps
+/// forking fresh processes is only ended by a host (see the deadline label).
+fn cpu_seconds(job: &Job) -> i64 {
+    let cpus = (job.nano_cpus as f64 / 1e9).max(1.0);
+    (job.timeout.as_secs_f64() * cpus).ceil() as i64 + 1
+}
+
+/// True when Docker refused a create for its `StorageOpt` alone.
+fn is_storage_opt_refusal(e: &bollard::errors::Error) -> bool {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            let message = message.to_ascii_lowercase();
+            message.contains("storage-opt") || message.contains("storage opt")
+        }
+        _ => false,
+    }
+}
+
+async fn create_with(
+    docker: &Docker,
+    job: &Job,
+    image: &LocalImage,
+    storage_quota: bool,
+) -> Result<String, CallError> {
     let has_stdin = !job.stdin.is_empty();
+    let tmpfs_options = format!("rw,nosuid,nodev,size={}m", job.tmpfs_mb);
+    let tmpfs = std::iter::once("/tmp".to_string())
+        .chain(image.volumes.iter().cloned())
+        .map(|path| (path, tmpfs_options.clone()))
+        .collect();
     let body = ContainerCreateBody {
-        image: Some(job.image.clone()),
+        image: Some(image.run.clone()),
         cmd: (!job.cmd.is_empty()).then(|| job.cmd.clone()),
         env: Some(job.env.clone()),
         labels: Some(job.labels.clone()),
@@ -152,6 +224,15 @@ async fn create(docker: &Docker, job: &Job) -> Result<String, String> {
                 typ: Some("none".into()),
                 config: None,
             }),
+            readonly_rootfs: Some(true),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("cpu".into()),
+                soft: Some(cpu_seconds(job)),
+                hard: Some(cpu_seconds(job)),
+            }]),
+            tmpfs: Some(tmpfs),
+            storage_opt: storage_quota
+                .then(|| HashMap::from([("size".to_string(), format!("{}m", job.tmpfs_mb))])),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -160,17 +241,7 @@ async fn create(docker: &Docker, job: &Job) -> Result<String, String> {
         "create",
         docker.create_container(None::<CreateContainerOptions>, body),
     )
-    .await
-    .map_err(|e| match e {
-        CallError::Docker(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }) => format!(
-            "image {} is not on the Docker host (Pulp never pulls images)",
-            job.image
-        ),
-        other => other.to_string(),
-    })?;
+    .await?;
     Ok(created.id)
 }
 
@@ -356,6 +427,29 @@ mod tests {
         c.push(b"defg");
         c.push(b"h");
         assert_eq!((c.bytes.as_slice(), c.truncated), (&b"abcde"[..], true));
+    }
+
+    #[test]
+    fn cpu_time_covers_the_timeout_on_every_cpu() {
+        let job = |timeout_ms, nano_cpus| Job {
+            spawn_id: 1,
+            plugin: "p".into(),
+            image: "i".into(),
+            cmd: Vec::new(),
+            env: Vec::new(),
+            stdin: Vec::new(),
+            timeout: Duration::from_millis(timeout_ms),
+            labels: HashMap::new(),
+            memory_bytes: 1 << 30,
+            nano_cpus,
+            pids: 1,
+            network: "none".into(),
+            max_output: 1,
+            tmpfs_mb: 1,
+        };
+        assert_eq!(cpu_seconds(&job(2000, 500_000_000)), 3);
+        assert_eq!(cpu_seconds(&job(2500, 2_000_000_000)), 6);
+        assert_eq!(cpu_seconds(&job(1, 1_000_000_000)), 2);
     }
 
     #[test]

@@ -16,14 +16,18 @@ const MIN_MEMORY_MB: u64 = 6;
 const MAX_MEMORY_MB: u64 = 1 << 20;
 /// Docker's smallest CPU share.
 const MIN_CPUS: f64 = 0.01;
+/// Longest `timeout_ms` (one day): the deadline label must stay a sane instant.
+const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The manifest's narrowing of `spawn.docker`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DockerSettings {
-    /// Images the plugin may run (`name` means `name:latest`). Required.
+    /// Images the plugin may run (`name` means `name:latest`;
+    /// `name@sha256:<hex>` pins the exact local image). Required.
     pub images: Vec<String>,
-    /// Containers of this plugin at once; one more spawn → code 9.
+    /// Containers of this plugin that may exist at once (running, or exited
+    /// and not yet removed); one more spawn → code 9.
     pub max_running: u32,
     /// Memory of each container (no swap on top).
     pub memory_mb: u64,
@@ -37,6 +41,9 @@ pub struct DockerSettings {
     pub timeout_ms: u64,
     /// Bytes kept of stdout and of stderr each, in KiB; the rest is dropped and marked.
     pub max_output_kb: u32,
+    /// Size of the writable `/tmp` (and of each `VOLUME` of the image), MiB:
+    /// the root filesystem is read-only. tmpfs pages count against `memory_mb`.
+    pub tmpfs_mb: u64,
 }
 
 impl Default for DockerSettings {
@@ -50,6 +57,7 @@ impl Default for DockerSettings {
             network: "none".into(),
             timeout_ms: 60_000,
             max_output_kb: 64,
+            tmpfs_mb: 16,
         }
     }
 }
@@ -68,8 +76,16 @@ impl DockerSettings {
                 None => return bad(format!("images: {image:?} is not an image reference")),
             }
         }
-        if s.max_running == 0 || s.timeout_ms == 0 || s.max_output_kb == 0 {
-            return bad("max_running, timeout_ms and max_output_kb must be at least 1".into());
+        if s.max_running == 0 || s.timeout_ms == 0 || s.max_output_kb == 0 || s.tmpfs_mb == 0 {
+            return bad(
+                "max_running, timeout_ms, max_output_kb and tmpfs_mb must be at least 1".into(),
+            );
+        }
+        if s.timeout_ms > MAX_TIMEOUT_MS {
+            return bad(format!(
+                "timeout_ms = {} is over {MAX_TIMEOUT_MS} (one day)",
+                s.timeout_ms
+            ));
         }
         if s.memory_mb < MIN_MEMORY_MB {
             return bad(format!(
@@ -81,6 +97,12 @@ impl DockerSettings {
             return bad(format!(
                 "memory_mb = {} is over {MAX_MEMORY_MB} (1 TiB)",
                 s.memory_mb
+            ));
+        }
+        if s.tmpfs_mb > s.memory_mb {
+            return bad(format!(
+                "tmpfs_mb = {} is over memory_mb = {}: what a container writes to its tmpfs is memory it holds",
+                s.tmpfs_mb, s.memory_mb
             ));
         }
         if !(s.cpus.is_finite() && s.cpus >= MIN_CPUS) || s.pids < 1 {
@@ -106,9 +128,27 @@ impl DockerSettings {
         Ok(s)
     }
 
-    /// True when the manifest lists `image` (compared in normal form).
-    pub fn allows(&self, image: &str) -> bool {
-        normalise_image(image).is_some_and(|name| self.images.contains(&name))
+    /// The image to run for a request of `image`: the listed one that equals
+    /// it in normal form, or, for a request without a digest, the listed pin
+    /// of that name (`app` runs `app@sha256:…` when that is what is listed).
+    /// `None` when the manifest does not allow it.
+    pub fn image_for(&self, image: &str) -> Option<String> {
+        let wanted = normalise_image(image)?;
+        if self.images.contains(&wanted) {
+            return Some(wanted);
+        }
+        if wanted.contains('@') {
+            return None;
+        }
+        self.images
+            .iter()
+            .find(|listed| {
+                listed
+                    .split_once('@')
+                    .and_then(|(name, _)| normalise_image(name))
+                    .is_some_and(|name| name == wanted)
+            })
+            .cloned()
     }
 
     /// Memory limit in bytes, for Docker.
@@ -128,18 +168,32 @@ impl DockerSettings {
 }
 
 /// `name` → `name:latest`; a reference with a tag or digest is kept as is.
-/// `None` when it cannot be an image reference (empty, spaces, control characters).
+/// `None` when it cannot be an image reference (empty, spaces, control
+/// characters, a digest that is not `sha256:` and 64 hex digits).
 pub fn normalise_image(image: &str) -> Option<String> {
     let image = image.trim();
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return None;
     }
+    if let Some((name, digest)) = image.split_once('@') {
+        return (!name.is_empty() && is_digest(digest)).then(|| image.to_string());
+    }
     let last = image.rsplit('/').next().unwrap_or(image);
-    if last.contains(':') || last.contains('@') || image.contains('@') {
+    if last.contains(':') {
         Some(image.to_string())
     } else {
         Some(format!("{image}:latest"))
     }
+}
+
+/// The digest of an image pin: `sha256:` and 64 lowercase hex digits.
+pub fn is_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 #[cfg(test)]
@@ -172,14 +226,34 @@ mod tests {
         let s =
             DockerSettings::of(&plugin(r#"images = ["busybox", "registry:5000/app:v2"]"#)).unwrap();
         assert_eq!(s.images, ["busybox:latest", "registry:5000/app:v2"]);
-        assert!(s.allows("busybox") && s.allows("busybox:latest"));
-        assert!(s.allows("registry:5000/app:v2"));
-        assert!(!s.allows("busybox:1.36") && !s.allows("registry:5000/app"));
-        assert!(!s.allows("") && !s.allows("busy box"));
-        assert_eq!(
-            normalise_image("alpine@sha256:ab").as_deref(),
-            Some("alpine@sha256:ab")
-        );
+        let allows = |image: &str| s.image_for(image).is_some();
+        assert!(allows("busybox") && allows("busybox:latest"));
+        assert!(allows("registry:5000/app:v2"));
+        assert!(!allows("busybox:1.36") && !allows("registry:5000/app"));
+        assert!(!allows("") && !allows("busy box"));
+        let pinned = format!("alpine@sha256:{}", "ab".repeat(32));
+        assert_eq!(normalise_image(&pinned), Some(pinned.clone()));
+        for bad in [
+            "alpine@sha256:ab",
+            "alpine@md5:00",
+            "@sha256:0",
+            &format!("alpine@sha256:{}", "AB".repeat(32)),
+        ] {
+            assert_eq!(normalise_image(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_pinned_image_is_what_its_name_runs() {
+        let digest = format!("sha256:{}", "0f".repeat(32));
+        let s = DockerSettings::of(&plugin(&format!(r#"images = ["app@{digest}"]"#))).unwrap();
+        let pinned = format!("app@{digest}");
+        for request in ["app", "app:latest", pinned.as_str()] {
+            assert_eq!(s.image_for(request), Some(pinned.clone()), "{request}");
+        }
+        let other = format!("app@sha256:{}", "1e".repeat(32));
+        assert_eq!(s.image_for(&other), None);
+        assert_eq!(s.image_for("app:v2"), None);
     }
 
     #[test]
@@ -206,6 +280,12 @@ mod tests {
             ("memory_mb = 17592186044416", "is over 1048576"),
             ("max_output_kb = 600", "max_output_kb = 600 is too large"),
             ("cpus = 0.0", "cpus must be at least 0.01"),
+            ("tmpfs_mb = 0", "tmpfs_mb must be at least 1"),
+            ("tmpfs_mb = 512", "tmpfs_mb = 512 is over memory_mb = 256"),
+            (
+                "timeout_ms = 999999999999",
+                "timeout_ms = 999999999999 is over",
+            ),
             ("max_runing = 2", "unknown field `max_runing`"),
         ] {
             let refused = refusal(&format!("images = [\"a\"]\n{key}"));

@@ -9,18 +9,47 @@
 //! connection's attach limit is also 0 and extension loading stays disabled,
 //! so each escape is closed twice.
 //!
+//! The same authorizer keeps the plugin inside its budgets: pragmas that
+//! would raise what SQLite may hold (page cache, memory map, temp storage in
+//! memory, heap limits, helper threads) or undo the disk quota and the
+//! durability the host set up ([`FIXED_PRAGMAS`]) may be read but not set.
+//!
 //! A wasm guest is interrupted by epoch ticks, but host code is not: a
 //! runaway query would hold the plugin's thread forever. The [`Deadline`] is
-//! armed at the start of each host call and checked from SQLite's progress
-//! handler, which interrupts the statement once it has passed.
+//! armed with the running `pulp_init`/`pulp_step`/`pulp_shutdown`'s own
+//! deadline at the start of each host call and checked from SQLite's
+//! progress handler, which interrupts the statement once it has passed. It is
+//! one instant for the whole export call, so many statements in one step end
+//! together at the step's deadline rather than each getting a fresh budget.
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Pragmas that name a directory SQLite would then write to.
 const DENIED_PRAGMAS: &[&str] = &["temp_store_directory", "data_store_directory"];
+
+/// Pragmas a plugin may read but not set: each would raise what SQLite holds
+/// for the plugin (memory, disk, threads), undo the `max_db_mb` quota, or
+/// weaken the durability and locking the host set up at open.
+const FIXED_PRAGMAS: &[&str] = &[
+    "busy_timeout",
+    "cache_size",
+    "cache_spill",
+    "hard_heap_limit",
+    "journal_mode",
+    "journal_size_limit",
+    "locking_mode",
+    "max_page_count",
+    "mmap_size",
+    "page_size",
+    "soft_heap_limit",
+    "synchronous",
+    "temp_store",
+    "threads",
+    "wal_autocheckpoint",
+];
 
 /// SQLite virtual-machine instructions between two deadline checks: a check
 /// is a clock read, so this keeps the overhead negligible while a runaway
@@ -51,11 +80,11 @@ impl Deadline {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Statements from now on must finish within `budget`.
-    pub fn arm(&self, budget: Duration) {
-        let budget_ns = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
-        self.at_ns
-            .store(self.now_ns().saturating_add(budget_ns), Ordering::Relaxed);
+    /// Statements from now on must finish by `at`.
+    pub fn arm(&self, at: Instant) {
+        let at_ns =
+            u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        self.at_ns.store(at_ns, Ordering::Relaxed);
     }
 
     /// No deadline (between calls, and for the host's own statements).
@@ -111,6 +140,18 @@ pub fn refusal(action: &AuthAction<'_>) -> Option<String> {
                 "PRAGMA {pragma_name} refused: it names a directory outside the plugin's data"
             ))
         }
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: Some(value),
+        } if FIXED_PRAGMAS
+            .iter()
+            .any(|p| pragma_name.eq_ignore_ascii_case(p)) =>
+        {
+            Some(format!(
+                "PRAGMA {pragma_name} = {value} refused: the host fixes {pragma_name} to keep \
+                 the plugin within its memory, max_db_mb and durability (reading it is allowed)"
+            ))
+        }
         _ => None,
     }
 }
@@ -132,6 +173,7 @@ pub fn authorizer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn escapes_are_refused_and_ordinary_work_is_not() {
@@ -153,6 +195,18 @@ mod tests {
             function_name: "lower"
         })
         .is_none());
+        for pragma_name in FIXED_PRAGMAS {
+            assert!(refusal(&AuthAction::Pragma {
+                pragma_name,
+                pragma_value: Some("1")
+            })
+            .is_some_and(|r| r.contains(pragma_name)));
+            assert!(refusal(&AuthAction::Pragma {
+                pragma_name,
+                pragma_value: None
+            })
+            .is_none());
+        }
         assert!(refusal(&AuthAction::Pragma {
             pragma_name: "user_version",
             pragma_value: Some("2")
@@ -165,9 +219,9 @@ mod tests {
     fn deadline_passes_only_when_armed_and_due() {
         let d = Deadline::new();
         assert!(!d.passed());
-        d.arm(Duration::ZERO);
+        d.arm(Instant::now());
         assert!(d.passed());
-        d.arm(Duration::from_secs(3600));
+        d.arm(Instant::now() + Duration::from_secs(3600));
         assert!(!d.passed());
         d.disarm();
         assert!(!d.passed());
