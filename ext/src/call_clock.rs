@@ -26,6 +26,7 @@ impl CallClock {
     }
 
     /// The current tick.
+    #[inline]
     pub fn now(&self) -> u64 {
         self.ticks.load(Ordering::Relaxed)
     }

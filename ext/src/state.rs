@@ -191,11 +191,13 @@ impl PluginState {
     }
 
     /// Marks the start of a call (host only): one relaxed load, no clock read.
+    #[inline]
     pub fn begin_call(&mut self) {
         self.call_started = self.clock.map(|c| c.now());
     }
 
     /// Marks the end of a call (host only).
+    #[inline]
     pub fn end_call(&mut self) {
         self.call_started = None;
     }

@@ -401,15 +401,11 @@ impl Plugin {
         let Some(func) = pick(&self.exports) else {
             return Ok(None);
         };
-        run_guest(
-            &mut self.store,
-            self.prepared.manifest.limits.fuel,
-            &self.prepared.info.usage,
-            func,
-            params,
-        )
-        .map(Some)
-        .map_err(|e| self.fault_from(export, &e))
+        let fuel = self.prepared.manifest.limits.fuel;
+        let metered = fuel.map(|fuel| (fuel, &*self.prepared.info.usage));
+        run_guest(&mut self.store, metered, func, params)
+            .map(Some)
+            .map_err(|e| self.fault_from(export, &e))
     }
 
     fn fault_from(&self, export: &'static str, err: &wasmtime::Error) -> PluginFault {
@@ -437,12 +433,11 @@ impl Drop for Plugin {
 /// [`CallGuard`](crate::epoch::CallGuard) and has set the epoch deadline.
 fn run_guest<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     store: &mut Store<PluginState>,
-    fuel: Option<u64>,
-    usage: &PluginUsage,
+    metered: Option<(u64, &PluginUsage)>,
     func: &TypedFunc<P, R>,
     params: P,
 ) -> wasmtime::Result<R> {
-    let Some(fuel) = fuel else {
+    let Some((fuel, usage)) = metered else {
         return func.call(store, params);
     };
     store.set_fuel(fuel)?;

@@ -16,6 +16,13 @@
 //!
 //! A passed deadline fails the next read or write with `TimedOut`, and hyper
 //! closes the connection.
+//!
+//! Moving a deadline is a field write, not a timer reset: the timer stays
+//! registered where it is while the deadline only moves later, and is moved
+//! only when it fires early (or the deadline moves earlier). Resetting a
+//! tokio timer takes the timer driver's lock, and keep-alive moves the
+//! deadline several times per request: done eagerly it cost the echo
+//! benchmark about 4% of its throughput (88.5k → 92.0k requests/s).
 
 use std::future::Future;
 use std::io;
@@ -71,7 +78,10 @@ pub(super) struct DeadlineStream<S> {
     activity: Arc<ConnActivity>,
     seen_served: u64,
     phase: Phase,
-    deadline: Pin<Box<Sleep>>,
+    /// When the current phase's time is up.
+    due: Instant,
+    /// Registered at or before `due`; re-registered lazily (see the module doc).
+    timer: Pin<Box<Sleep>>,
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -89,7 +99,8 @@ impl<S> DeadlineStream<S> {
             activity,
             seen_served: 0,
             phase: Phase::Head,
-            deadline: Box::pin(tokio::time::sleep(header_timeout)),
+            due: Instant::now() + header_timeout,
+            timer: Box::pin(tokio::time::sleep(header_timeout)),
             header_timeout,
             idle_timeout,
         }
@@ -112,7 +123,10 @@ impl<S> DeadlineStream<S> {
             Phase::Head => self.header_timeout,
             _ => self.idle_timeout,
         };
-        self.deadline.as_mut().reset(Instant::now() + after);
+        self.due = Instant::now() + after;
+        if self.timer.deadline() > self.due {
+            self.timer.as_mut().reset(self.due);
+        }
     }
 
     /// Ends every poll: registers the task with the current deadline (which
@@ -123,11 +137,25 @@ impl<S> DeadlineStream<S> {
         cx: &mut Context<'_>,
         result: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        let expired = self.phase != Phase::Service && self.deadline.as_mut().poll(cx).is_ready();
+        let expired = self.phase != Phase::Service && self.expired(cx);
         match result {
             Poll::Pending if expired => Poll::Ready(Err(self.timed_out())),
             other => other,
         }
+    }
+
+    /// True once `due` has passed; otherwise the timer is registered (for
+    /// `cx`'s task) at or before `due`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if Instant::now() >= self.due {
+            return true;
+        }
+        // Fired early: the deadline moved later since the timer was set.
+        self.timer.as_mut().reset(self.due);
+        self.timer.as_mut().poll(cx).is_ready()
     }
 
     /// Writing progress between requests restarts the idle deadline.

@@ -169,7 +169,9 @@ async fn read(
     let mut request = request_head(&parts, id, params);
     // The envelope the plugin gets must fit its buffer (else it would fault).
     let room = plugin.max_buffer.saturating_sub(ENVELOPE_HEADER_LEN);
-    let head_len = encode(&request)?.len();
+    // Encoded with an empty body: the whole event when there is no body.
+    let head = encode(&request)?;
+    let head_len = head.len();
     if head_len > room {
         return Err(closing(refuse(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -192,6 +194,9 @@ async fn read(
         ));
     }
     let reserved = budget.reserve(head_len + known_len.map_or(limit, |n| n as usize))?;
+    if known_len == Some(0) {
+        return Ok((id, head, reserved));
+    }
     request.body = read_body(body, plugin, limit, body_deadline, limits).await?;
     let event = encode(&request)?;
     if event.len() > room {
