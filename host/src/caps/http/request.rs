@@ -163,7 +163,6 @@ async fn read(
     budget: &Budget,
 ) -> Result<(u64, Vec<u8>, OwnedSemaphorePermit), Refusal> {
     let limits = &budget.limits;
-    let body_deadline = tokio::time::Instant::now() + limits.body_timeout();
     let (parts, body) = req.into_parts();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     let mut request = request_head(&parts, id, params);
@@ -197,6 +196,8 @@ async fn read(
     if known_len == Some(0) {
         return Ok((id, head, reserved));
     }
+    // The body's time starts once the head is read (no clock read without a body).
+    let body_deadline = tokio::time::Instant::now() + limits.body_timeout();
     request.body = read_body(body, plugin, limit, body_deadline, limits).await?;
     let event = encode(&request)?;
     if event.len() > room {
