@@ -816,3 +816,56 @@ fn a_request_waiting_for_its_answer_is_charged_to_its_plugin_until_answered_or_d
     running.stop();
     running.join();
 }
+
+#[test]
+fn a_plugin_that_never_answers_holds_at_most_max_pending_requests() {
+    // Registers GET /silent and never answers: each request waits timeout_ms.
+    let silent = ScratchPlugin::wat(
+        "silent",
+        &registering_plugin(&[("GET", "/silent", 0)]),
+        "wasm = \"plugin.wasm\"\ncapabilities = [\"transport.http.inbound\"]\ntick_ms = 3600000\n[grants.\"transport.http.inbound\"]\ntimeout_ms = 1500\nmax_pending = 2",
+    );
+    let pulp = start(&[], &[&silent.manifest]);
+    under_attack(pulp, true, |pulp| {
+        let mut waiting: Vec<RawConn> = (0..2)
+            .map(|_| {
+                let mut conn = RawConn::connect(pulp.addr);
+                conn.send(b"GET /silent HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                conn
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // Two wait for their answer: a third is refused at once, not queued.
+        let mut third = RawConn::connect(pulp.addr);
+        third
+            .send(b"GET /silent HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let refused = third.read_response(Duration::from_secs(1)).unwrap();
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        assert!(
+            refused.text().contains("over max_pending = 2"),
+            "{}",
+            refused.text()
+        );
+        assert_eq!(
+            refused.headers.get("retry-after").map(String::as_str),
+            Some("1")
+        );
+        // The two end at the plugin's timeout_ms; then their slots are free again.
+        for conn in &mut waiting {
+            assert_eq!(
+                conn.read_response(Duration::from_secs(3)).unwrap().status,
+                504
+            );
+        }
+        let mut later = RawConn::connect(pulp.addr);
+        later
+            .send(b"GET /silent HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            later.read_response(Duration::from_secs(3)).unwrap().status,
+            504
+        );
+    });
+}

@@ -29,7 +29,7 @@ use pulp_ext::{
 use routes::RouteTable;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -51,10 +51,17 @@ pub struct HttpSettings {
     pub timeout_ms: u64,
     /// Most routes the plugin may register; one more → `http_register` returns 9.
     pub max_routes: u32,
+    /// Most of its requests waiting for an answer at once; one more → 503. So
+    /// a plugin that never answers holds at most this many of the listener's
+    /// connections, never all of them.
+    pub max_pending: u32,
 }
 
 /// Highest `max_routes` a manifest may grant: every request's lookup walks the table.
 const MAX_ROUTES_CEILING: u32 = 1024;
+
+/// Highest `max_pending` a manifest may grant.
+const MAX_PENDING_CEILING: u32 = 65536;
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -63,6 +70,7 @@ impl Default for HttpSettings {
             max_body_kb: 1024,
             timeout_ms: 10_000,
             max_routes: 64,
+            max_pending: 256,
         }
     }
 }
@@ -77,6 +85,8 @@ struct RoutePlugin {
     max_buffer: usize,
     /// Charged with the bytes of its requests waiting for an answer.
     usage: Arc<PluginUsage>,
+    /// Its requests waiting for an answer now (at most `settings.max_pending`).
+    pending: AtomicUsize,
 }
 
 /// A request waiting for its plugin's `http_respond`.
@@ -208,6 +218,7 @@ impl HttpCapability {
                         settings,
                         max_buffer: info.limits.max_buffer as usize,
                         usage: info.usage.clone(),
+                        pending: AtomicUsize::new(0),
                     }),
                 );
             }
@@ -285,6 +296,15 @@ impl Capability for HttpCapability {
         if settings.max_body_kb == 0 || settings.timeout_ms == 0 {
             return Err(plugin.error(NAME, "max_body_kb and timeout_ms must be at least 1"));
         }
+        if !(1..=MAX_PENDING_CEILING).contains(&settings.max_pending) {
+            return Err(plugin.error(
+                NAME,
+                format!(
+                    "max_pending = {} is not 1..={MAX_PENDING_CEILING}",
+                    settings.max_pending
+                ),
+            ));
+        }
         if !(1..=MAX_ROUTES_CEILING).contains(&settings.max_routes) {
             return Err(plugin.error(
                 NAME,
@@ -305,8 +325,8 @@ impl Capability for HttpCapability {
             ));
         }
         let mut notes = vec![format!(
-            "http: request bodies up to {} KiB, response deadline {} ms, at most {} routes",
-            settings.max_body_kb, settings.timeout_ms, settings.max_routes
+            "http: request bodies up to {} KiB, response deadline {} ms, at most {} routes, at most {} requests awaiting an answer",
+            settings.max_body_kb, settings.timeout_ms, settings.max_routes, settings.max_pending
         )];
         let Some(declared) = settings.routes else {
             notes.push(

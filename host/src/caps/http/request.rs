@@ -14,7 +14,7 @@ use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use pulp_abi::http::{HttpRequest, REQUEST_EVENT};
 use pulp_abi::{StepEvent, ENVELOPE_HEADER_LEN};
-use pulp_ext::{EventRejected, PluginUsage};
+use pulp_ext::EventRejected;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,13 +30,13 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>
     response
 }
 
-/// Removes its request from the pending table, and gives back the bytes
-/// charged to the plugin for it, when dropped: after a response, a 504, or a
-/// client that hung up (hyper drops the handler's future).
+/// Removes its request from the pending table, and gives back the bytes and
+/// the `max_pending` slot charged to the plugin for it, when dropped: after a
+/// response, a 504, or a client that hung up (hyper drops the handler's future).
 struct PendingGuard {
     shared: Arc<Shared>,
     id: u64,
-    usage: Arc<PluginUsage>,
+    plugin: Arc<RoutePlugin>,
     held: usize,
 }
 
@@ -45,7 +45,8 @@ impl Drop for PendingGuard {
         if let Ok(mut pending) = self.shared.pending.lock() {
             pending.remove(&self.id);
         }
-        self.usage.release(self.held);
+        self.plugin.usage.release(self.held);
+        self.plugin.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -311,15 +312,31 @@ struct Dispatched {
     _guard: PendingGuard,
 }
 
-/// Records the request as pending (charging its bytes to the plugin) and
-/// puts its event in the plugin's mailbox, or answers 503.
+/// Records the request as pending (charging its bytes and a `max_pending`
+/// slot to the plugin) and puts its event in the plugin's mailbox, or answers 503.
 fn dispatch(
     shared: &Arc<Shared>,
-    plugin: &RoutePlugin,
+    plugin: &Arc<RoutePlugin>,
     id: u64,
     event: Vec<u8>,
 ) -> Result<Dispatched, Refusal> {
+    let max_pending = plugin.settings.max_pending as usize;
+    if plugin.pending.fetch_add(1, Ordering::AcqRel) >= max_pending {
+        plugin.pending.fetch_sub(1, Ordering::AcqRel);
+        return Err(busy(format!(
+            "plugin `{}` has {max_pending} requests awaiting its answer: over max_pending = {max_pending}",
+            plugin.name
+        )));
+    }
     let (reply, replied) = oneshot::channel();
+    plugin.usage.hold(event.len());
+    // From here the guard gives back the slot and the bytes, whatever happens.
+    let guard = PendingGuard {
+        shared: shared.clone(),
+        id,
+        plugin: plugin.clone(),
+        held: event.len(),
+    };
     match shared.pending.lock() {
         Ok(mut pending) => pending.insert(
             id,
@@ -335,13 +352,6 @@ fn dispatch(
             ))
         }
     };
-    plugin.usage.hold(event.len());
-    let guard = PendingGuard {
-        shared: shared.clone(),
-        id,
-        usage: plugin.usage.clone(),
-        held: event.len(),
-    };
     let sink = match plugin.sink.read() {
         Ok(sink) => sink.clone(),
         Err(_) => {
@@ -356,21 +366,21 @@ fn dispatch(
             replied,
             _guard: guard,
         }),
-        Err(EventRejected::Full) => {
-            let mut response = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("plugin `{}` is busy", plugin.name),
-            );
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            Err(Box::new(response))
-        }
+        Err(EventRejected::Full) => Err(busy(format!("plugin `{}` is busy", plugin.name))),
         Err(EventRejected::Closed) => Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("plugin `{}` is not running", plugin.name),
         )),
     }
+}
+
+/// 503 with `Retry-After: 1`: the plugin cannot take the request now.
+fn busy(message: String) -> Refusal {
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    Box::new(response)
 }
 
 /// Waits for the plugin's answer until its `timeout_ms` (then 504).
