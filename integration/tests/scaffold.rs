@@ -85,3 +85,35 @@ fn a_scaffolded_plain_plugin_builds_and_steps() {
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again).contains("already exists"));
 }
+
+#[test]
+fn a_scaffolded_http_plugin_counts_requests_not_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = run_pulp(&[
+        "new",
+        "greeter",
+        "--http",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(new.status.success(), "{}", text(&new));
+    let crate_dir = dir.path().join("greeter");
+    build(&crate_dir);
+    let manifest = crate_dir.join("greeter.toml");
+    // Ticking fast: were ticks counted, the answers would skip numbers.
+    std::fs::write(
+        &manifest,
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("tick_ms = 1000", "tick_ms = 5"),
+    )
+    .unwrap();
+    let pulp = RunningPulp::start(&[], &[&manifest]);
+    wait_until_serving(pulp.addr, "/greeter");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = request(pulp.addr, "GET", "/greeter", &[], b"");
+    // The readiness probe was request 1.
+    assert_eq!((r.status, r.text()), (200, "hello #2".to_string()));
+    let out = pulp.stop();
+    assert!(out.status.success(), "{}", text(&out));
+}

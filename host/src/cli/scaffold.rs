@@ -121,11 +121,20 @@ fn lib_rs(name: &str, http: bool, sqlite: bool) -> String {
     if http {
         init.push_str(&format!("        http::register(\"GET\", \"/{name}\")?;\n"));
     }
-    // What a step does: count (visits in SQLite, or steps) and answer or output.
+    // What a step does: count (visits in SQLite, or in the plugin) and answer or output.
     let count = if sqlite {
         "sqlite::exec(\"INSERT INTO visits(at_ns) VALUES (?)\", &[(step.wall_time_ns as i64).into()])?;\n        let rows = sqlite::query(\"SELECT count(*) FROM visits\", &[])?.rows;\n        let count = rows.first().and_then(|row| row.first()).and_then(|v| v.as_i64()).unwrap_or(0);"
     } else {
-        "let count = step.call_number as i64;"
+        // Counted here, not from the call number: ticks are steps too.
+        "self.count += 1;\n        let count = self.count;"
+    };
+    // A plain ticker reads nothing of its step.
+    let step = if http || sqlite { "step" } else { "_step" };
+    // Without SQLite the count lives in the plugin (and starts again with it).
+    let (field, field_init) = if sqlite {
+        ("", "")
+    } else {
+        ("\n    count: i64,", ", count: 0")
     };
     let body = if http {
         format!("        // Ticks come too (tick_ms); only requests count.\n        let Some(req) = http::request(&step)? else {{ return Ok(None) }};\n        {count}\n        http::respond(&http::text(req.id, 200, format!(\"{{}} #{{count}}\", self.greeting)))?;\n        Ok(None)\n")
@@ -146,7 +155,7 @@ struct Config {{
 }}
 
 struct App {{
-    greeting: String,
+    greeting: String,{field}
 }}
 
 impl Plugin for App {{
@@ -154,10 +163,10 @@ impl Plugin for App {{
 
     fn init(config: Config) -> Result<Self, pulp_guest::Error> {{
 {init}        log::info("{name} started");
-        Ok(App {{ greeting: config.greeting }})
+        Ok(App {{ greeting: config.greeting{field_init} }})
     }}
 
-    fn step(&mut self, step: Step<'_>) -> StepResult {{
+    fn step(&mut self, {step}: Step<'_>) -> StepResult {{
 {body}    }}
 }}
 
