@@ -79,6 +79,24 @@ pub fn run_pulp(args: &[&str]) -> Output {
     pulp().args(args).output().expect("pulp runs")
 }
 
+/// The summary line of `plugin` in `pulp run`'s stdout, trimmed.
+pub fn summary_line<'a>(stdout: &'a str, plugin: &str) -> &'a str {
+    stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("{plugin}: ")))
+        .unwrap_or_else(|| panic!("no summary for {plugin} in:\n{stdout}"))
+}
+
+/// The count after `name=` in a line of `pulp run`'s summary (`steps=12`).
+pub fn summary_count(line: &str, name: &str) -> u64 {
+    line.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+}
+
 /// Text of stdout and stderr together, for assertions on messages.
 pub fn text(out: &Output) -> String {
     format!(

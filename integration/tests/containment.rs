@@ -13,7 +13,7 @@
 use pulp_ext::{EventRejected, EventSink};
 use pulp_host::{FaultKind, Host, Plugin, PluginStatus, RunOptions};
 use pulp_integration::http_client::{free_addr, request, wait_until_serving};
-use pulp_integration::{manifest, plugin_wasm, pulp, ScratchPlugin};
+use pulp_integration::{manifest, plugin_wasm, pulp, summary_count, ScratchPlugin};
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -259,17 +259,18 @@ fn an_output_flood_to_a_slow_reader_keeps_memory_flat_and_sigint_stops_it() {
         text.contains("(1048576 bytes in all)"),
         "outputs are printed shortened"
     );
-    let dropped: u64 = text
-        .split("events_dropped=")
+    // The flood's usage line follows its summary line.
+    let usage = text
+        .lines()
+        .skip_while(|l| !l.trim().starts_with("flood: "))
         .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| {
             panic!(
-                "no events_dropped in the summary: {}",
+                "no summary for flood: {}",
                 &text[text.len().saturating_sub(600)..]
             )
         });
+    let dropped = summary_count(usage, "events_dropped");
     assert!(
         dropped > 0,
         "the slow reader could not have taken every output"

@@ -33,7 +33,8 @@ use pulp_host::{
 };
 use pulp_integration::http_client::{request, wait_until_serving};
 use pulp_integration::{
-    manifest, plugin_wasm, run_pulp, text, wat_plugin, RunningPulp, ScratchPlugin,
+    manifest, plugin_wasm, run_pulp, summary_count, summary_line, text, wat_plugin, RunningPulp,
+    ScratchPlugin,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -1587,24 +1588,6 @@ fn sqlite_exec_and_sqlite_query_check_every_pointer_and_out_address() {
 // The pulp binary: every run-time case at once, beside heartbeat
 // ---------------------------------------------------------------------------
 
-/// The summary line of `plugin` in `pulp run`'s stdout, trimmed.
-fn summary_line<'a>(stdout: &'a str, plugin: &str) -> &'a str {
-    stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(&format!("{plugin}: ")))
-        .unwrap_or_else(|| panic!("no summary for {plugin} in:\n{stdout}"))
-}
-
-/// The `steps=` count of a summary line.
-fn steps_of(line: &str) -> u64 {
-    line.split("steps=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no steps in {line:?}"))
-}
-
 /// `pulp run --duration 2` with `hostiles` and heartbeat; asserts heartbeat
 /// stepped the whole time and stopped cleanly. Returns the output and stdout.
 fn run_beside_heartbeat(hostiles: &[ScratchPlugin]) -> (Output, String) {
@@ -1631,9 +1614,9 @@ fn run_beside_heartbeat(hostiles: &[ScratchPlugin]) -> (Output, String) {
     );
     // 100 ms ticks for 2 s, whatever the others did.
     assert!(
-        steps_of(line) >= 15,
+        summary_count(line, "steps") >= 15,
         "heartbeat made only {} steps in {:?}\n{}",
-        steps_of(line),
+        summary_count(line, "steps"),
         started.elapsed(),
         text(&out)
     );
@@ -1711,7 +1694,7 @@ fn pulp_run_survives_every_step_time_fault_while_heartbeat_keeps_stepping() {
         )),
     );
     // pulp_shutdown runs when the duration is up: its call number is the steps made.
-    let steps = steps_of(summary_line(&stdout, "shutdown-trap"));
+    let steps = summary_count(summary_line(&stdout, "shutdown-trap"), "steps");
     assert!(steps > 0, "{stdout}");
     assert_failed(
         &stdout,
@@ -1776,7 +1759,11 @@ fn pulp_run_survives_every_start_up_fault_while_heartbeat_keeps_stepping() {
         "initialize-trap",
         "start-trap",
     ] {
-        assert_eq!(steps_of(summary_line(&stdout, name)), 0, "{name}");
+        assert_eq!(
+            summary_count(summary_line(&stdout, name), "steps"),
+            0,
+            "{name}"
+        );
     }
 }
 

@@ -6,7 +6,9 @@
 //! line counted and reported, while heartbeat beside it keeps stepping; and an
 //! ungranted import called 10,000 times warns once.
 
-use pulp_integration::{manifest, plugin_wasm, run_pulp, text, wat_data, ScratchPlugin};
+use pulp_integration::{
+    manifest, plugin_wasm, run_pulp, summary_count, summary_line, text, wat_data, ScratchPlugin,
+};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -61,28 +63,12 @@ fn beside_heartbeat(hostile: &ScratchPlugin) -> (Output, String, Duration) {
     let line = summary_line(&stdout, "heartbeat");
     assert!(line.starts_with("heartbeat: stopped; "), "{line}");
     // 100 ms ticks for 2 s.
-    assert!(steps_of(line) >= 15, "{line}");
+    assert!(summary_count(line, "steps") >= 15, "{line}");
     (
         out.clone(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
         took,
     )
-}
-
-fn summary_line<'a>(stdout: &'a str, plugin: &str) -> &'a str {
-    stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(&format!("{plugin}: ")))
-        .unwrap_or_else(|| panic!("no summary for {plugin} in:\n{stdout}"))
-}
-
-fn steps_of(line: &str) -> u64 {
-    line.split("steps=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no steps in {line:?}"))
 }
 
 /// Lines dropped, summed over the plugin's "N log lines dropped (...)" warnings.
@@ -112,7 +98,7 @@ fn a_log_flood_is_cut_escaped_rate_limited_and_counted() {
     );
     let (out, stderr, took) = beside_heartbeat(&hostile);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let steps = steps_of(summary_line(&stdout, "flood"));
+    let steps = summary_count(summary_line(&stdout, "flood"), "steps");
     assert!(steps >= 2, "{stdout}");
 
     // Escaped, so the forged text stays inside the flood's own line.
@@ -185,7 +171,7 @@ fn stdout_lines_share_the_limit_and_are_escaped() {
     );
     let (out, stderr, took) = beside_heartbeat(&hostile);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let steps = steps_of(summary_line(&stdout, "printer"));
+    let steps = summary_count(summary_line(&stdout, "printer"), "steps");
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("stream="))
@@ -232,7 +218,7 @@ fn an_ungranted_import_called_10000_times_warns_once() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = summary_line(&stdout, "prober");
     assert!(line.starts_with("prober: stopped; "), "{line}");
-    assert!(steps_of(line) >= 5, "{line}");
+    assert!(summary_count(line, "steps") >= 5, "{line}");
     let warnings = stderr
         .matches("import called without the capability declared in the manifest")
         .count();
@@ -240,7 +226,7 @@ fn an_ungranted_import_called_10000_times_warns_once() {
         warnings,
         1,
         "{} calls:\n{stderr:.3000}",
-        steps_of(line) * 10000
+        summary_count(line, "steps") * 10000
     );
 }
 
