@@ -40,8 +40,8 @@ impl PluginUsage {
         self.fuel_consumed.load(Ordering::Relaxed)
     }
 
-    /// Charges `bytes` the host now holds for the plugin (a queued event, a
-    /// request body waiting for its answer, an output on its way out).
+    /// Charges `bytes` the host now holds for the plugin (an event queued in
+    /// its mailbox, or anything else a capability keeps for it).
     pub fn hold(&self, bytes: usize) {
         self.host_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }

@@ -118,11 +118,16 @@ impl EventSink for Mailbox {
     /// Queues an event, charging its bytes to the plugin until its step takes it.
     fn push(&self, event: Vec<u8>) -> Result<(), EventRejected> {
         let len = event.len();
-        self.tx.try_send(Mail::Event(event)).map_err(|e| match e {
-            TrySendError::Full(_) => EventRejected::Full,
-            TrySendError::Disconnected(_) => EventRejected::Closed,
+        // Charged before the send: the actor may take and release it at once.
+        let usage = self.metrics.plugin_usage();
+        usage.hold(len);
+        self.tx.try_send(Mail::Event(event)).map_err(|e| {
+            usage.release(len);
+            match e {
+                TrySendError::Full(_) => EventRejected::Full,
+                TrySendError::Disconnected(_) => EventRejected::Closed,
+            }
         })?;
-        self.metrics.plugin_usage().hold(len);
         self.metrics.mailbox(1);
         Ok(())
     }
@@ -262,8 +267,15 @@ impl Actor {
                 Err(fault) => fault,
             };
             self.mailbox.metrics.fault(&fault.kind);
+            // A failure once the run is over (a probe trapping after the last
+            // step) ends the plugin: a new instance would have nothing to do.
+            let done = self.stopping()
+                || self
+                    .options
+                    .max_steps
+                    .is_some_and(|max| summary.steps >= max);
             let delay = match restarts.after_failure(Instant::now()) {
-                Some(delay) if !self.stopping() => delay,
+                Some(delay) if !done => delay,
                 _ => return self.failed(summary, fault),
             };
             summary.restarts += 1;

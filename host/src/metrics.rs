@@ -58,7 +58,7 @@ pub struct UsageSnapshot {
     pub cpu: Duration,
     /// Linear memory of the running (or last) instance.
     pub memory_bytes: u64,
-    /// Bytes the host holds for it now: queued events, requests awaiting an answer.
+    /// Bytes the host holds for it now: events queued in its mailbox.
     pub host_bytes: u64,
     /// Bytes of its files under the data directory (SQLite database, WAL, ...).
     pub disk_bytes: u64,
@@ -269,7 +269,7 @@ pub fn render(plugins: &[(String, &PluginMetrics)], responses: &[ResponseCount])
         &mut out,
         "pulp_host_bytes",
         "gauge",
-        "Bytes the host holds for the plugin: queued events, requests awaiting an answer.",
+        "Bytes the host holds for the plugin: events queued in its mailbox.",
         &|u| u.host_bytes.to_string(),
     );
     per_plugin(

@@ -279,10 +279,16 @@ impl Plugin {
             let mut values = Vec::new();
             for (name, func) in p.exports.probes.clone() {
                 let mut out = [Val::I64(0)];
-                if let Some(fuel) = p.prepared.manifest.limits.fuel {
+                let fuel = p.prepared.manifest.limits.fuel;
+                if let Some(fuel) = fuel {
                     let _ = p.store.set_fuel(fuel);
                 }
-                if let Err(e) = func.call(&mut p.store, &[], &mut out) {
+                let called = func.call(&mut p.store, &[], &mut out);
+                if let Some(fuel) = fuel {
+                    let left = p.store.get_fuel().unwrap_or(0);
+                    p.prepared.info.usage.fuel(fuel.saturating_sub(left));
+                }
+                if let Err(e) = called {
                     return Err(p.fault("probe_*", classify(&e, &p.prepared.manifest.limits)));
                 }
                 match out[0] {

@@ -110,6 +110,12 @@ fn ticks_never_starve_mailbox_events() {
     for _ in 0..20 {
         running.mailbox().push(b"event".to_vec()).unwrap();
     }
+    // Queued events are charged to the plugin (one is taken every other 30 ms step).
+    let queued = running.metrics().plugin_usage().host_bytes();
+    assert!(
+        queued >= 10 * 5,
+        "{queued} bytes charged for 20 queued events"
+    );
     // 20 events alternate with ticks: about 20 × 30 ms.
     std::thread::sleep(Duration::from_millis(1500));
     running.stop();
@@ -349,4 +355,28 @@ fn the_summary_charges_cpu_memory_disk_and_fuel_to_the_plugin() {
     );
     assert!(field("fuel") > 0.0, "{usage}");
     assert_eq!(field("host_bytes"), 0.0, "{usage}");
+}
+
+#[test]
+fn a_probe_that_traps_after_the_last_step_fails_the_plugin_without_restarts() {
+    let wat = pulp_integration::wat_plugin(
+        "",
+        "(i32.const 0)",
+        r#"(func (export "probe_bad") (result i64) unreachable)"#,
+    );
+    let scratch = ScratchPlugin::wat(
+        "prober",
+        &wat,
+        "tick_ms = 1\n[restart]\npolicy = \"on-failure\"\nmax_restarts = 50\nbackoff_ms = 1",
+    );
+    let out = pulp()
+        .args(["run", "--steps", "2", scratch.arg()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = pulp_integration::summary_line(&stdout, "prober");
+    // The probe's trap fails the instance (it is never entered again, so no
+    // pulp_shutdown), and a new instance would have no steps left to run.
+    assert!(line.contains("failed (probe_* call 2: "), "{line}");
+    assert!(!line.contains("restarts="), "{line}");
 }

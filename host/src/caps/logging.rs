@@ -39,8 +39,12 @@ impl Capability for LoggingCapability {
             IMPORT_MODULE,
             "log",
             |mut caller: Caller<'_, PluginState>, level: u32, ptr: u32, len: u32| {
-                let result = log(&mut caller, level, ptr, len);
-                host_fn::finish(&caller, "log", result)
+                match log(&mut caller, level, ptr, len) {
+                    // Dropped by the rate limit: no host log line per call either.
+                    Ok(Written::Dropped) => Ok(pulp_ext::Code::LimitExceeded.as_u32()),
+                    Ok(Written::Line) => host_fn::finish(&caller, "log", Ok(())),
+                    Err(e) => host_fn::finish(&caller, "log", Err(e)),
+                }
             },
         )?;
         Ok(())
@@ -53,12 +57,19 @@ impl Capability for LoggingCapability {
     }
 }
 
+/// What became of one `log` call that was not an error.
+enum Written {
+    Line,
+    /// Over the rate: counted by the gate, returned as 9.
+    Dropped,
+}
+
 fn log(
     caller: &mut Caller<'_, PluginState>,
     level: u32,
     ptr: u32,
     len: u32,
-) -> Result<(), HostError> {
+) -> Result<Written, HostError> {
     let gate = caller
         .data()
         .slot::<Arc<LogGate>>()
@@ -68,12 +79,9 @@ fn log(
     // whatever the rate, and a dropped line costs no copy.
     guest::read_prefix(caller, ptr, len, 0)?;
     if !gate.admit() {
-        return Err(HostError::code(
-            pulp_ext::Code::LimitExceeded,
-            "line dropped: over limits.log_lines_per_sec",
-        ));
+        return Ok(Written::Dropped);
     }
     let kept = guest::read_prefix(caller, ptr, len, gate.line_bytes())?;
     gate.write(GuestLevel::from_code(level), None, &kept, len as usize);
-    Ok(())
+    Ok(Written::Line)
 }

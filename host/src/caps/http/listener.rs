@@ -49,7 +49,7 @@ pub struct ListenerSettings {
     #[arg(long = "http-max-header-kb", default_value_t = MAX_HEADER_KB,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_header_kb: u32,
-    /// Most request bytes the listener holds at once, in MiB: heads and bodies
+    /// Most request bytes the listener holds at once, in MiB: parsed heads and bodies
     /// being read or waiting for their plugin's answer. A request that would
     /// go over (by its declared length, or its body limit when chunked) gets
     /// 503 with `Retry-After: 1` before its body is read.

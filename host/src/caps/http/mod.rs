@@ -23,8 +23,7 @@ pub use server::HttpServer;
 use pulp_abi::http::{HttpResponse, HttpRoute};
 use pulp_abi::Code;
 use pulp_ext::{
-    host_fn, Capability, CapabilityError, EventSink, HostError, ImportSpec, PluginInfo,
-    PluginState, PluginUsage,
+    host_fn, Capability, CapabilityError, EventSink, HostError, ImportSpec, PluginInfo, PluginState,
 };
 use routes::RouteTable;
 use serde::Deserialize;
@@ -83,8 +82,6 @@ struct RoutePlugin {
     settings: HttpSettings,
     /// The plugin's `limits.max_buffer`: its whole `http.request` envelope must fit.
     max_buffer: usize,
-    /// Charged with the bytes of its requests waiting for an answer.
-    usage: Arc<PluginUsage>,
     /// Its requests waiting for an answer now (at most `settings.max_pending`).
     pending: AtomicUsize,
 }
@@ -217,7 +214,6 @@ impl HttpCapability {
                         available: AtomicBool::new(true),
                         settings,
                         max_buffer: info.limits.max_buffer as usize,
-                        usage: info.usage.clone(),
                         pending: AtomicUsize::new(0),
                     }),
                 );

@@ -30,14 +30,14 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>
     response
 }
 
-/// Removes its request from the pending table, and gives back the bytes and
-/// the `max_pending` slot charged to the plugin for it, when dropped: after a
+/// Removes its request from the pending table, and gives back the
+/// `max_pending` slot charged to the plugin for it, when dropped: after a
 /// response, a 504, or a client that hung up (hyper drops the handler's future).
+/// (The event's bytes are charged by the plugin's mailbox while it is queued.)
 struct PendingGuard {
     shared: Arc<Shared>,
     id: u64,
     plugin: Arc<RoutePlugin>,
-    held: usize,
 }
 
 impl Drop for PendingGuard {
@@ -45,7 +45,6 @@ impl Drop for PendingGuard {
         if let Ok(mut pending) = self.shared.pending.lock() {
             pending.remove(&self.id);
         }
-        self.plugin.usage.release(self.held);
         self.plugin.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -312,8 +311,8 @@ struct Dispatched {
     _guard: PendingGuard,
 }
 
-/// Records the request as pending (charging its bytes and a `max_pending`
-/// slot to the plugin) and puts its event in the plugin's mailbox, or answers 503.
+/// Records the request as pending (charging a `max_pending` slot to the
+/// plugin) and puts its event in the plugin's mailbox, or answers 503.
 fn dispatch(
     shared: &Arc<Shared>,
     plugin: &Arc<RoutePlugin>,
@@ -329,13 +328,11 @@ fn dispatch(
         )));
     }
     let (reply, replied) = oneshot::channel();
-    plugin.usage.hold(event.len());
-    // From here the guard gives back the slot and the bytes, whatever happens.
+    // From here the guard gives back the slot, whatever happens.
     let guard = PendingGuard {
         shared: shared.clone(),
         id,
         plugin: plugin.clone(),
-        held: event.len(),
     };
     match shared.pending.lock() {
         Ok(mut pending) => pending.insert(

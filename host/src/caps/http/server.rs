@@ -99,6 +99,10 @@ impl Budget {
     }
 }
 
+/// How long a connection not serving a request may still run once the
+/// listener stops (to finish writing a response already handed to hyper).
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// hyper's smallest allowed read buffer.
 const MIN_READ_BUFFER: usize = 8192;
 
@@ -220,8 +224,12 @@ fn serve_connection(
             ended = conn.as_mut() => ended,
             _ = stopping.changed() => match conn_activity.serving() {
                 true => conn.await,
-                // Idle, or a head still arriving: nothing to finish, so no grace to wait for.
-                false => Ok(()),
+                // Idle, a head still arriving, or a response whose service has
+                // returned but is still being written: a short grace lets the
+                // last finish, and never waits on a slow or silent client.
+                false => tokio::time::timeout(STOP_GRACE, conn)
+                    .await
+                    .unwrap_or(Ok(())),
             },
         };
         if let Err(e) = ended {
