@@ -824,7 +824,7 @@ fn a_plugin_that_never_answers_holds_at_most_max_pending_requests() {
     // Registers GET /silent and never answers: each request waits timeout_ms.
     let silent = ScratchPlugin::wat(
         "silent",
-        &registering_plugin(&[("GET", "/silent", 0)]),
+        &registering_plugin(&[("GET", "/silent", 0), ("POST", "/silent", 0)]),
         "wasm = \"plugin.wasm\"\ncapabilities = [\"transport.http.inbound\"]\ntick_ms = 3600000\n[grants.\"transport.http.inbound\"]\ntimeout_ms = 1500\nmax_pending = 2",
     );
     let pulp = start(&[], &[&silent.manifest]);
@@ -838,10 +838,11 @@ fn a_plugin_that_never_answers_holds_at_most_max_pending_requests() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(200));
-        // Two wait for their answer: a third is refused at once, not queued.
+        // Two wait for their answer: a third is refused at once, before its
+        // body is read (it never sends one).
         let mut third = RawConn::connect(pulp.addr);
         third
-            .send(b"GET /silent HTTP/1.1\r\nHost: x\r\n\r\n")
+            .send(b"POST /silent HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
             .unwrap();
         let refused = third.read_response(Duration::from_secs(1)).unwrap();
         assert_eq!(refused.status, 503, "{}", refused.text());

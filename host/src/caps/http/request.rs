@@ -30,14 +30,39 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>
     response
 }
 
-/// Removes its request from the pending table, and gives back the
-/// `max_pending` slot charged to the plugin for it, when dropped: after a
-/// response, a 504, or a client that hung up (hyper drops the handler's future).
-/// (The event's bytes are charged by the plugin's mailbox while it is queued.)
+/// One of a plugin's `max_pending` slots, taken before the request's body is
+/// read and given back when dropped.
+struct PendingSlot(Arc<RoutePlugin>);
+
+impl PendingSlot {
+    /// A slot, or 503 naming `max_pending` when the plugin has none left.
+    fn take(plugin: &Arc<RoutePlugin>) -> Result<PendingSlot, Refusal> {
+        let max_pending = plugin.settings.max_pending as usize;
+        if plugin.pending.fetch_add(1, Ordering::AcqRel) >= max_pending {
+            plugin.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy(format!(
+                "plugin `{}` has {max_pending} requests awaiting its answer: over max_pending = {max_pending}",
+                plugin.name
+            )));
+        }
+        Ok(PendingSlot(plugin.clone()))
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Removes its request from the pending table when dropped (after a
+/// response, a 504, or a client that hung up: hyper drops the handler's
+/// future), and with it the request's `max_pending` slot. (The event's bytes
+/// are charged by the plugin's mailbox while it is queued.)
 struct PendingGuard {
     shared: Arc<Shared>,
     id: u64,
-    plugin: Arc<RoutePlugin>,
+    _slot: PendingSlot,
 }
 
 impl Drop for PendingGuard {
@@ -45,7 +70,6 @@ impl Drop for PendingGuard {
         if let Ok(mut pending) = self.shared.pending.lock() {
             pending.remove(&self.id);
         }
-        self.plugin.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -85,9 +109,11 @@ async fn handle(
     matched: &mut Option<String>,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let (plugin, params) = route(&req, shared, matched)?;
+    // Before anything is read: a plugin at max_pending costs no body.
+    let slot = PendingSlot::take(&plugin)?;
     // `_reserved` holds the request's bytes in the budget until it is answered.
     let (id, event, _reserved) = read(req, shared, &plugin, params, budget).await?;
-    let replied = dispatch(shared, &plugin, id, event)?;
+    let replied = dispatch(shared, &plugin, slot, id, event)?;
     Ok(answer(&plugin, replied).await)
 }
 
@@ -311,28 +337,21 @@ struct Dispatched {
     _guard: PendingGuard,
 }
 
-/// Records the request as pending (charging a `max_pending` slot to the
-/// plugin) and puts its event in the plugin's mailbox, or answers 503.
+/// Records the request as pending (holding its `max_pending` slot) and puts
+/// its event in the plugin's mailbox, or answers 503.
 fn dispatch(
     shared: &Arc<Shared>,
-    plugin: &Arc<RoutePlugin>,
+    plugin: &RoutePlugin,
+    slot: PendingSlot,
     id: u64,
     event: Vec<u8>,
 ) -> Result<Dispatched, Refusal> {
-    let max_pending = plugin.settings.max_pending as usize;
-    if plugin.pending.fetch_add(1, Ordering::AcqRel) >= max_pending {
-        plugin.pending.fetch_sub(1, Ordering::AcqRel);
-        return Err(busy(format!(
-            "plugin `{}` has {max_pending} requests awaiting its answer: over max_pending = {max_pending}",
-            plugin.name
-        )));
-    }
     let (reply, replied) = oneshot::channel();
-    // From here the guard gives back the slot, whatever happens.
+    // From here the guard clears the entry and gives back the slot, whatever happens.
     let guard = PendingGuard {
         shared: shared.clone(),
         id,
-        plugin: plugin.clone(),
+        _slot: slot,
     };
     match shared.pending.lock() {
         Ok(mut pending) => pending.insert(
