@@ -212,30 +212,36 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A gate for plugin `p` with 64-byte lines, and the usage it charges (unit tests).
+#[cfg(test)]
+pub(crate) fn test_gate(lines_per_sec: u32, burst: u32) -> (Arc<LogGate>, Arc<PluginUsage>) {
+    let usage = Arc::new(PluginUsage::default());
+    let info = PluginInfo {
+        name: "p".into(),
+        capabilities: vec![],
+        data_dir: "d".into(),
+        grants: Default::default(),
+        limits: pulp_ext::GuestLimits {
+            max_buffer: 1024,
+            call_budget: std::time::Duration::from_secs(1),
+        },
+        usage: usage.clone(),
+    };
+    let limits = LogLimits {
+        lines_per_sec,
+        burst,
+        line_bytes: 64,
+    };
+    (LogGate::new(&info, limits), usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
     fn gate(lines_per_sec: u32, burst: u32) -> (Arc<LogGate>, Arc<PluginUsage>) {
-        let usage = Arc::new(PluginUsage::default());
-        let info = PluginInfo {
-            name: "p".into(),
-            capabilities: vec![],
-            data_dir: "d".into(),
-            grants: Default::default(),
-            limits: pulp_ext::GuestLimits {
-                max_buffer: 1024,
-                call_budget: Duration::from_secs(1),
-            },
-            usage: usage.clone(),
-        };
-        let limits = LogLimits {
-            lines_per_sec,
-            burst,
-            line_bytes: 64,
-        };
-        (LogGate::new(&info, limits), usage)
+        test_gate(lines_per_sec, burst)
     }
 
     #[test]

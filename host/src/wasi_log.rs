@@ -152,30 +152,12 @@ impl AsyncWrite for GuestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::LogLimits;
-    use pulp_ext::{GuestLimits, PluginInfo, PluginUsage};
-    use std::time::Duration;
+    use pulp_ext::PluginUsage;
 
     /// Stdout of a plugin allowed `burst` lines (at one a minute after that).
     fn stdout(burst: u32) -> (GuestLog, Arc<PluginUsage>) {
-        let usage = Arc::new(PluginUsage::default());
-        let info = PluginInfo {
-            name: "p".into(),
-            capabilities: vec![],
-            data_dir: "d".into(),
-            grants: Default::default(),
-            limits: GuestLimits {
-                max_buffer: 1024,
-                call_budget: Duration::from_secs(1),
-            },
-            usage: usage.clone(),
-        };
-        let limits = LogLimits {
-            lines_per_sec: 1,
-            burst,
-            line_bytes: 64,
-        };
-        (GuestLog::new(LogGate::new(&info, limits), "stdout"), usage)
+        let (gate, usage) = crate::log_gate::test_gate(1, burst);
+        (GuestLog::new(gate, "stdout"), usage)
     }
 
     #[test]
